@@ -1,0 +1,184 @@
+"""Checkpoints: the project's own format (plain dicts, ``torch.load(weights_only=True)``) and the
+official release's format, behind one loader that rebuilds ready-to-use networks.
+
+Own format (``FORMAT``): ``{"format", "model_config": ModelConfig.to_dict(), "config": <training
+config, JSON-able>, "encoder", "generator", "discriminator", "e_ema", "g_ema": state dicts, ...}``
+plus whatever the trainer stores for exact resume (optimizers, counters, RNG states).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from utils.device import resolve_device
+from utils.official_checkpoint import CheckpointError, load_checkpoint_file, load_official_checkpoint
+
+from .config import ConfigError, ModelConfig, build_model_config
+from .convert import ConversionError, load_official_state_dict
+from .networks import Discriminator, Encoder, Generator
+
+FORMAT = "iafaces-pytorch/1"
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: an
+    interrupted write never destroys the previous file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_config_from_official(config: dict) -> ModelConfig:
+    """ModelConfig of a released checkpoint's JSON config (``model_arch`` + network args)."""
+    try:
+        return build_model_config(
+            config["model_arch"],
+            config.get("encoder", {}).get("args", {}),
+            {k: v for k, v in config.get("generator", {}).get("args", {}).items()},
+            config.get("discriminator", {}).get("args", {}),
+        )
+    except KeyError as e:
+        raise CheckpointError(f"the checkpoint's config lacks {e}; it is not an IA-FaceS config") from None
+
+
+@dataclass
+class LoadedModels:
+    """Networks rebuilt from a checkpoint (EMA weights for encoder and generator)."""
+    encoder: Encoder
+    generator: Generator
+    discriminator: Optional[Discriminator]
+    model_config: ModelConfig
+    config: dict
+    source: str  # "project" or "official"
+    path: str
+    device: torch.device
+
+
+def read_checkpoint(path: PathLike) -> tuple[dict, str]:
+    """Load a checkpoint safely; returns (payload, "project" | "official")."""
+    raw = load_checkpoint_file(path)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        return raw, "project"
+    if isinstance(raw, dict) and isinstance(raw.get("format"), str):
+        raise CheckpointError(f"{path}: checkpoint format '{raw['format']}' is not supported by this "
+                              f"version (expected '{FORMAT}'); update the project")
+    return load_official_checkpoint(path), "official"
+
+
+def load_models(path: PathLike, device: Union[str, torch.device] = "auto", discriminator: bool = False,
+                cam_placement: Optional[str] = None) -> LoadedModels:
+    """Rebuild encoder and generator (EMA weights, eval mode, on ``device``) from any checkpoint:
+    the project's own or a released one. The architecture comes from the checkpoint itself.
+    ``cam_placement`` overrides the CAM box placement (expert use; released CAM-256 weights need
+    ``official``, which they get by default). ``discriminator``: also load D when present."""
+    path = str(path)
+    payload, source = read_checkpoint(path)
+    try:
+        if source == "project":
+            mcfg = ModelConfig.from_dict(payload["model_config"])
+        else:
+            mcfg = model_config_from_official(payload["config"])
+        if cam_placement is not None and mcfg.generator.cam:
+            d = mcfg.to_dict()
+            d["generator"]["cam_placement"] = cam_placement
+            mcfg = ModelConfig.from_dict(d)
+    except (ConfigError, KeyError) as e:
+        raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
+    dev = resolve_device(device)
+    enc, gen = Encoder(mcfg.encoder), Generator(mcfg.generator)
+    disc = Discriminator(mcfg.discriminator) if discriminator else None
+    try:
+        if source == "project":
+            _load_strict(enc, payload["e_ema"], path, "encoder (EMA)")
+            _load_strict(gen, payload["g_ema"], path, "generator (EMA)")
+            if disc is not None:
+                if "discriminator" not in payload:
+                    raise CheckpointError(f"{path}: the checkpoint holds no discriminator")
+                _load_strict(disc, payload["discriminator"], path, "discriminator")
+        else:
+            load_official_state_dict(enc, payload["e_ema"], f"{path}: encoder (e_ema)")
+            load_official_state_dict(gen, payload["g_ema"], f"{path}: generator (g_ema)")
+            if disc is not None:
+                if "state_dict_D" not in payload:
+                    raise CheckpointError(f"{path}: the checkpoint holds no discriminator")
+                load_official_state_dict(disc, payload["state_dict_D"], f"{path}: discriminator")
+    except ConversionError as e:
+        raise CheckpointError(str(e)) from None
+    nets = [n for n in (enc, gen, disc) if n is not None]
+    for n in nets:
+        n.to(dev).eval().requires_grad_(False)
+    return LoadedModels(enc, gen, disc, mcfg, dict(payload.get("config") or {}), source, path, dev)
+
+
+def _load_strict(net: nn.Module, state: dict, path: str, what: str) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: {what} weights do not match the stored configuration "
+                              f"({first[0] if first else e})") from None
+
+
+def save_model_checkpoint(path: PathLike, encoder: Encoder, generator: Generator, model_config: ModelConfig,
+                          config: Optional[dict] = None, discriminator: Optional[Discriminator] = None,
+                          **extra: Any) -> None:
+    """Write a minimal own-format checkpoint holding these weights as the EMA networks (used for
+    exports and tests; the trainer writes the full training state in the same format)."""
+    payload = {
+        "format": FORMAT,
+        "model_config": model_config.to_dict(),
+        "config": dict(config or {}),
+        "e_ema": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "g_ema": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
+    }
+    if discriminator is not None:
+        payload["discriminator"] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
+    payload.update(extra)
+    atomic_save(payload, path)
+
+
+def save_official_layout(path: PathLike, models: LoadedModels) -> None:
+    """Export networks in the official release's layout (``e_ema``, ``g_ema``, ``state_dict_D`` in
+    the official key order and shapes, ``config`` as a plain dict). Only the official
+    architectures have an official ``model_arch``."""
+    from .config import ARCHITECTURES
+    from .convert import own_to_official
+
+    arch = models.model_config.arch
+    if not ARCHITECTURES.get(arch, (None, False))[1]:
+        raise ValueError(f"architecture '{arch}' has no official counterpart; only "
+                         f"{', '.join(a for a, (_, off) in ARCHITECTURES.items() if off)} can be exported")
+    cfg = models.model_config
+    if cfg.generator.cam and cfg.generator.cam_placement != ARCHITECTURES[arch][0]().generator.cam_placement:
+        raise ValueError(f"{arch} with cam_placement='{cfg.generator.cam_placement}' cannot be exported: the "
+                         "official code always uses its own box placement, so these weights would decode differently")
+    config = {
+        "model_arch": arch,
+        "encoder": {"type": "Encoder", "args": {"channel": cfg.encoder.channel, "img_size": cfg.encoder.size,
+                                                "feats_dim": cfg.encoder.comp_dim}},
+        "generator": {"type": "Generator", "args": {"img_size": cfg.generator.size,
+                                                    "style_dim": cfg.generator.style_dim}},
+        "discriminator": {"type": "Discriminator", "args": {"size": cfg.discriminator.size}},
+    }
+    payload = {"config": config, "e_ema": own_to_official(models.encoder),
+               "g_ema": own_to_official(models.generator)}
+    if models.discriminator is not None:
+        payload["state_dict_D"] = own_to_official(models.discriminator)
+    atomic_save(payload, path)

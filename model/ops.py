@@ -1,0 +1,94 @@
+"""Pure functional ops of the StyleGAN2 family, in plain PyTorch (CPU and CUDA, no extensions).
+
+Dimension names: B batch, C channels, H/W height/width, O/I output/input channels, K kernel size.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fir_kernel(taps: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> Tensor:
+    """Separable 2-D FIR kernel ``outer(taps, taps) / sum * gain``, shape [K, K] (float64)."""
+    k = torch.tensor(taps, dtype=torch.float64)
+    k = torch.outer(k, k)
+    return k / k.sum() * gain
+
+
+def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
+    """Upsample by zero insertion, pad, convolve with ``kernel`` (true convolution), downsample.
+
+    x: [B, C, H, W]; kernel: [K, K]; ``pad = (p0, p1)`` on both axes (negative values crop).
+    Output: [B, C, (H*up + p0 + p1 - K) // down + 1, ...].
+    """
+    B, C, H, W = x.shape
+    if up > 1:
+        x = x.reshape(B, C, H, 1, W, 1)
+        x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
+        x = x.reshape(B, C, H * up, W * up)
+    p0, p1 = pad
+    x = F.pad(x, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
+    if p0 < 0 or p1 < 0:
+        h, w = x.shape[-2:]
+        x = x[:, :, max(-p0, 0): h - max(-p1, 0), max(-p0, 0): w - max(-p1, 0)]
+    k = torch.flip(kernel, (0, 1)).to(dtype=x.dtype, device=x.device)
+    weight = k[None, None].expand(C, 1, *k.shape)
+    return F.conv2d(x, weight, stride=down, groups=C)
+
+
+def fused_leaky_relu(x: Tensor, bias: Optional[Tensor] = None, negative_slope: float = 0.2,
+                     scale: float = SQRT2) -> Tensor:
+    """``leaky_relu(x + bias, 0.2) * sqrt(2)``; ``bias`` [C] is added along dim 1."""
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x, negative_slope) * scale
+
+
+def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodulate: bool = True,
+                     upsample: bool = False, blur_kernel: Optional[Tensor] = None) -> Tensor:
+    """StyleGAN2 modulated convolution, batched without per-sample weights.
+
+    x: [B, I, H, W]; weight: [O, I, K, K], already scaled by the equalized-lr constant;
+    styles: [B, I] per-sample input scales, or None for an unmodulated (shared) weight.
+    Modulating the weight per sample equals scaling the input channels before one shared
+    convolution; demodulation is a per-(sample, output channel) factor applied afterwards.
+    ``upsample``: transposed conv with stride 2, then ``blur_kernel`` (already x4) with pad (1,1)
+    for K=3 (general: ``p = 4 - 2 - (K - 1)``, pads ``((p + 1) // 2 + 1, p // 2 + 1)``).
+    Output: [B, O, H', W'] with H' = H (plain) or 2H (upsample).
+    """
+    if styles is not None:
+        x = x * styles[:, :, None, None].to(x.dtype)
+    if upsample:
+        out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
+        k = blur_kernel.shape[0]
+        p = (k - 2) - (weight.shape[-1] - 1)
+        out = upfirdn2d(out, blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1))
+    else:
+        out = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+    if demodulate:
+        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+        if styles is None:
+            demod = torch.rsqrt(wsq.sum(dim=1) + 1e-8).view(1, -1, 1, 1)
+        else:
+            demod = torch.rsqrt(styles.square().to(wsq.dtype) @ wsq.t() + 1e-8)[:, :, None, None]
+        out = out * demod.to(out.dtype)
+    return out
+
+
+def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
+    """Per-pixel multipliers of component adaptive modulation (CAM).
+
+    h: [B, N, C] one vector per component; owner: [H, W] long, the index of the component whose
+    box covers each pixel (later components win), or N where no box covers it (multiplier 1).
+    Output: [B, C, H, W].
+    """
+    B, N, C = h.shape
+    table = torch.cat([h, h.new_ones(B, 1, C)], dim=1)  # [B, N+1, C]
+    m = table.index_select(1, owner.flatten())  # [B, H*W, C]
+    return m.transpose(1, 2).reshape(B, C, *owner.shape)

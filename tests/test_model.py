@@ -1,0 +1,242 @@
+"""Core networks: parity with the official implementation, ops, configs, checkpoints."""
+import json
+import re
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+import torch.nn.functional as F
+
+from conftest import fill_official
+from model import build_model_config, build_networks
+from model.boxes import COMPONENTS, boxes_at
+from model.config import ConfigError, ModelConfig
+from model.convert import ConversionError, load_official_state_dict, official_keys, official_to_own, own_to_official
+from model.ops import fir_kernel, modulated_conv2d, upfirdn2d
+
+CONFIGS_256 = ["iafaces-celebahq-256", "iafaces_cam-celebahq-256"]
+CONFIGS_1024 = ["iafaces-ffhq-1024", "iafaces_cam-ffhq-1024"]
+
+
+def _official_cfg(layout):
+    return build_model_config(layout["model_arch"], layout["encoder_args"], layout["generator_args"],
+                              layout["discriminator_args"])
+
+
+# ------------------------------------------------------------------------------------------ boxes
+def test_boxes_match_reference_table(reference_dir):
+    text = (reference_dir / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|$", text, re.M)
+    assert len(rows) == 6
+    for fs, *boxes in rows:
+        expected = tuple(tuple(int(v) for v in b.split(",")) for b in boxes)
+        assert boxes_at(int(fs)) == expected, fs
+
+
+# ----------------------------------------------------------------------------------------- parity
+@pytest.fixture(scope="module")
+def parity_arrays(reference_dir):
+    return np.load(reference_dir / "official_parity_256.npz")
+
+
+@pytest.mark.parametrize("name", CONFIGS_256)
+def test_parity_with_official_256(name, official_layout, parity_arrays):
+    layout = official_layout[name]
+    E, G, D = build_networks(_official_cfg(layout))
+    E, G, D = E.double(), G.double(), D.double()
+    for net, part in ((E, "e_ema"), (G, "g_ema"), (D, "d")):
+        load_official_state_dict(net, fill_official(layout[part]), part)
+    x = torch.from_numpy(np.random.default_rng(7).uniform(-1, 1, (1, 3, 256, 256)))
+    x2 = torch.from_numpy(np.random.default_rng(8).uniform(-1, 1, (1, 3, 256, 256)))
+    with torch.no_grad():
+        content, comps = E(x, torch.ones(1, 1, 256, 256, dtype=torch.float64))
+        _, comps2 = E(x2)
+        image = G(content, comps)
+        ours = {"content": content, "components": comps, "components_second": comps2, "image": image,
+                "d_input": D(x), "d_output": D(image)}
+    for key, value in ours.items():
+        ref = parity_arrays[f"{name}/{key}"]
+        assert value.shape == ref.shape, key
+        rel = np.abs(value.numpy() - ref).max() / np.abs(ref).max()
+        assert rel < 1e-6, f"{name}/{key}: relative error {rel:.3g}"
+
+
+@pytest.mark.parametrize("name", CONFIGS_256 + CONFIGS_1024)
+def test_official_layout_keys_and_shapes(name, official_layout):
+    layout = official_layout[name]
+    E, G, D = build_networks(_official_cfg(layout))
+    for net, part in ((E, "e_ema"), (G, "g_ema"), (D, "d")):
+        theirs = [(e["key"], tuple(e["shape"])) for e in layout[part]]
+        assert official_keys(net) == theirs, part
+
+
+@pytest.mark.parametrize("name", CONFIGS_1024)
+def test_1024_converts_both_ways(name, official_layout):
+    layout = official_layout[name]
+    E, G, D = build_networks(_official_cfg(layout))
+    for net, part in ((E, "e_ema"), (G, "g_ema"), (D, "d")):
+        official = fill_official(layout[part], dtype=torch.float32)
+        load_official_state_dict(net, official, part)
+        back = own_to_official(net)
+        assert list(back) == [e["key"] for e in layout[part]]
+        for key, value in official.items():
+            assert torch.equal(back[key], value), key
+
+
+def test_conversion_rejects_wrong_architecture(official_layout):
+    E, _, _ = build_networks(_official_cfg(official_layout["iafaces-ffhq-1024"]), discriminator=False)
+    with pytest.raises(ConversionError, match="missing"):
+        official_to_own(E, fill_official(official_layout["iafaces-celebahq-256"]["e_ema"]))
+
+
+def test_cam_placement_official_differs_only_after_first_upsampling():
+    official = build_networks(build_model_config("iafaces_cam_256"), discriminator=False)[1]
+    aligned = build_networks(build_model_config("iafaces_cam_256", generator={"cam_placement": "aligned"}),
+                             discriminator=False)[1]
+    geo_off, geo_al = official.cam_geometry(), aligned.cam_geometry()
+    assert geo_off[:2] == geo_al[:2] == [(8, 8), (8, 8)]
+    for (res_o, fs_o), (res_a, fs_a) in zip(geo_off[2:], geo_al[2:]):
+        assert res_o == res_a and fs_a == res_a and fs_o == res_o // 2
+    # Aligned owner maps cover the boxes at the layer's own resolution.
+    owner = aligned.cam_owner_10
+    for i, (x0, y0, x1, y1) in enumerate(boxes_at(256)):
+        assert (owner[y0:y1, x0:x1] == i).float().mean() > 0.5
+    # Same weights, different placement -> different images.
+    aligned.load_state_dict(official.state_dict())
+    content, comps = torch.randn(1, 512, 8, 8), torch.randn(1, 4, 256)
+    with torch.no_grad():
+        assert not torch.allclose(official(content, comps), aligned(content, comps))
+
+
+# -------------------------------------------------------------------------------------------- ops
+def _naive_upfirdn2d(x, k, up, down, pad):
+    x = x.numpy()
+    B, C, H, W = x.shape
+    u = np.zeros((B, C, H * up, W * up))
+    u[:, :, ::up, ::up] = x
+    p0, p1 = pad
+    u = np.pad(u, ((0, 0), (0, 0), (max(p0, 0), max(p1, 0)), (max(p0, 0), max(p1, 0))))
+    if p0 < 0 or p1 < 0:
+        u = u[:, :, -min(p0, 0): u.shape[2] + min(p1, 0), -min(p0, 0): u.shape[3] + min(p1, 0)]
+    out = np.stack([np.stack([scipy.signal.convolve2d(u[b, c], k.numpy(), mode="valid") for c in range(C)])
+                    for b in range(B)])
+    return out[:, :, ::down, ::down]
+
+
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 2)), (2, 1, (2, 1)), (1, 2, (2, 2)), (2, 2, (-1, 1))])
+def test_upfirdn2d_matches_definition(up, down, pad):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 7, generator=g, dtype=torch.float64)
+    k = torch.randn(4, 4, generator=g, dtype=torch.float64)  # asymmetric: checks the flip
+    ours = upfirdn2d(x, k, up=up, down=down, pad=pad).numpy()
+    np.testing.assert_allclose(ours, _naive_upfirdn2d(x, k, up, down, pad), rtol=1e-12, atol=1e-12)
+
+
+def _per_sample_modconv(x, weight, styles, demodulate, upsample, blur):
+    """The official formulation: one modulated weight per sample."""
+    outs = []
+    for b in range(x.shape[0]):
+        w = weight if styles is None else weight * styles[b][None, :, None, None]
+        if demodulate:
+            w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3)) + 1e-8)[:, None, None, None]
+        if upsample:
+            o = F.conv_transpose2d(x[b:b + 1], w.transpose(0, 1), stride=2)
+            o = upfirdn2d(o, blur, pad=(1, 1))
+        else:
+            o = F.conv2d(x[b:b + 1], w, padding=w.shape[-1] // 2)
+        outs.append(o)
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+@pytest.mark.parametrize("demodulate", [False, True])
+@pytest.mark.parametrize("modulated", [False, True])
+def test_batched_modulated_conv_equals_per_sample(upsample, demodulate, modulated):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64) / 3
+    s = torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.5 if modulated else None
+    blur = fir_kernel(gain=4.0)
+    ours = modulated_conv2d(x, w, s, demodulate, upsample, blur)
+    ref = _per_sample_modconv(x, w, s, demodulate, upsample, blur)
+    assert ours.shape == ref.shape == (3, 4, 12 if upsample else 6, 12 if upsample else 6)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_gradients_of_ops():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    s = (torch.rand(2, 3, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    blur = fir_kernel(gain=4.0)
+    assert torch.autograd.gradcheck(lambda a, b, c: modulated_conv2d(a, b, c, True, True, blur), (x, w, s))
+    assert torch.autograd.gradcheck(lambda a: upfirdn2d(a, fir_kernel(), up=2, down=1, pad=(2, 1)), (x,))
+
+
+# ---------------------------------------------------------------------------------- scaled models
+@pytest.mark.parametrize("arch", ["iafaces", "iafaces_cam"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_scaled_models_forward_and_backward(arch, size):
+    cfg = build_model_config(arch, encoder={"size": size, "channel": 8, "channel_max": 32, "content_channels": 32,
+                                            "comp_dim": 16},
+                             generator={"channel_base": 512, "channel_max": 32},
+                             discriminator={"channel_base": 256, "channel_max": 32})
+    E, G, D = build_networks(cfg)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    mask = (torch.rand(2, 1, size, size) > 0.2).float()
+    content, comps = E(x, mask)
+    assert content.shape == (2, 32, 4, 4) and comps.shape == (2, 4, 16)
+    img = G(content, comps, noise_mode="random")
+    assert img.shape == (2, 3, size, size)
+    loss = (img - x).abs().mean() + F.softplus(-D(img)).mean()
+    loss.backward()
+    # The mouth box is empty on 4x4 grids, so CAM layers there get no mouth gradient.
+    no_mouth = {f"{n}.cam.fc.2" for n, (res, fs) in zip(["conv1", "convs.0"], G.cam_geometry()[:2]
+                                                         if cfg.generator.cam else []) if fs < 8}
+    for net in (E, G):
+        for name, p in net.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+            if name.rsplit(".", 1)[0] in no_mouth:
+                assert p.grad.abs().sum() == 0, name
+            else:
+                assert p.grad.abs().sum() > 0, name
+
+
+def test_generator_is_deterministic_with_buffers_and_batch_independent():
+    cfg = build_model_config("iafaces_cam", encoder={"size": 32, "channel": 8, "channel_max": 32,
+                                                     "content_channels": 32, "comp_dim": 16},
+                             generator={"channel_base": 512, "channel_max": 32})
+    E, G, _ = build_networks(cfg, discriminator=False)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        c, z = E(x)
+        full = G(c, z)
+        single = torch.cat([G(c[i:i + 1], z[i:i + 1]) for i in range(3)])
+        torch.testing.assert_close(full, single, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(G(c, z), full)
+
+
+# ------------------------------------------------------------------------------------------ config
+def test_config_rejects_unknown_key_and_lists_valid():
+    with pytest.raises(ConfigError, match=r"unknown key 'chanel'.*valid keys:.*channel"):
+        build_model_config("iafaces", encoder={"chanel": 8})
+    with pytest.raises(ConfigError, match="model_arch"):
+        build_model_config("iafaces_512")
+    with pytest.raises(ConfigError, match="type int"):
+        build_model_config("iafaces", encoder={"channel": "8"})
+    with pytest.raises(ConfigError, match="empty|feat_size"):
+        build_model_config("iafaces", encoder={"feat_size": 4})
+    with pytest.raises(ConfigError, match="must be 32"):
+        build_model_config("iafaces_256", encoder={"channel": 16})
+
+
+def test_model_config_roundtrip():
+    cfg = build_model_config("iafaces_cam_1024")
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert cfg.generator.cam_placement == "aligned"
+    assert build_model_config("iafaces_cam_256").generator.cam_placement == "official"
+    assert build_model_config("iafaces_cam").generator.cam_placement == "aligned"
