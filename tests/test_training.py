@@ -1,0 +1,211 @@
+"""Training: configs, exact resume, atomic checkpoints, LPIPS loading, two-process DDP."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from model.checkpoint import FORMAT, atomic_save, load_models
+from model.config import ConfigError
+from model.convert import official_keys
+from trainer.config import load_config, parse_config
+from trainer.losses import build_lpips
+
+TINY = {
+    "seed": 5,
+    "exp_id": "tiny",
+    "data_name": "synthfaces",
+    "model_arch": "iafaces_cam",
+    "encoder": {"type": "Encoder", "args": {"size": 32, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                            "content_channels": 32, "comp_dim": 16}},
+    "generator": {"type": "Generator", "args": {"channel_base": 512, "channel_max": 32}},
+    "discriminator": {"type": "Discriminator", "args": {"channel_base": 256, "channel_max": 32}},
+    "data_set": {"type": "SynthFaces", "args": {"size": 32, "seed": 1, "num_train": 24, "num_val": 8,
+                                                "num_test": 8}},
+    "data_loader": {"batch_size": 4, "num_workers": 0, "num_val_samples": 8},
+    "loss": {"p_loss_weight": 0, "d_reg_every": 2, "r1": 1},
+    "trainer": {"epochs": 10, "update_ckpt": 0, "save_period": 0, "val_period": 1, "log_period": 1,
+                "vis_period": 3, "vis_img_num": 2, "verbosity": 0, "tensorboard": False},
+}
+
+
+def write_config(tmp_path, **overrides) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    for key, value in overrides.items():
+        block, _, field = key.partition("__")
+        if field:
+            cfg[block][field] = value
+        else:
+            cfg[block] = value
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def run_train(args, cwd):
+    import train
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return train.main(args)
+    finally:
+        os.chdir(old)
+
+
+# ------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("name", ["iafaces-celebahq-256", "iafaces_cam-celebahq-256", "iafaces-ffhq-1024",
+                                  "iafaces_cam-ffhq-1024"])
+def test_official_configs_build_official_models(name, official_layout):
+    from model import build_networks
+
+    cfg = load_config(ROOT / "configs" / f"{name}.json")
+    assert cfg.trainer.lr_schedulers == "ignore" and cfg.optimizer_G.lr == 0.002
+    assert cfg.loss.d_reg_every == 16 and cfg.loss.r1 == 10 and cfg.data_loader.batch_size == 4
+    E, G, D = build_networks(cfg.model_config())
+    layout = official_layout[name]
+    for net, part in ((E, "e_ema"), (G, "g_ema"), (D, "d")):
+        assert official_keys(net) == [(e["key"], tuple(e["shape"])) for e in layout[part]]
+
+
+def test_default_config_is_valid():
+    cfg = load_config(ROOT / "configs" / "synthfaces.json")
+    assert cfg.data_set.type == "SynthFaces" and cfg.loss.p_loss_weight == 0
+
+
+def test_config_errors_list_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'.*valid keys:.*epochs"):
+        parse_config({**TINY, "trainer": {"epoch": 3}})
+    with pytest.raises(ConfigError, match=r"unknown key 'foo'.*valid keys:.*seed"):
+        parse_config({**TINY, "foo": 1})
+    with pytest.raises(ConfigError, match="batch_size.*must be int"):
+        parse_config({**TINY, "data_loader": {"batch_size": "4"}})
+    with pytest.raises(ConfigError, match="missing required"):
+        parse_config({k: v for k, v in TINY.items() if k != "model_arch"})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad)
+
+
+# ------------------------------------------------------------------------------------------ resume
+def _final_state(run_root: Path) -> dict:
+    (ckpt,) = list(run_root.glob("models/tiny/*/latest.pth"))
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_exact_resume_matches_uninterrupted_run(tmp_path):
+    cfg = write_config(tmp_path)
+    n = 10  # crosses an epoch boundary (6 steps per epoch) and several R1 steps
+    assert run_train(["-c", str(cfg), "--iters", str(n), "--device", "cpu", "--save_dir", "one",
+                      "--run_id", "a"], tmp_path) == 0
+    assert run_train(["-c", str(cfg), "--iters", str(n // 2 - 1), "--device", "cpu", "--save_dir", "two",
+                      "--run_id", "b"], tmp_path) == 0
+    half = tmp_path / "two/models/tiny/b/latest.pth"
+    assert torch.load(half, weights_only=True)["iteration"] == n // 2 - 1
+    assert run_train(["-r", str(half), "--iters", str(n), "--device", "cpu"], tmp_path) == 0
+    a, b = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
+    assert a["iteration"] == b["iteration"] == n and a["epoch"] == b["epoch"] == 1
+    assert a["format"] == FORMAT
+    for part in ("encoder", "generator", "discriminator", "e_ema", "g_ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    for part in ("optimizer_G", "optimizer_D"):
+        for pid, st in a[part]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b[part]["state"][pid][k]), f"{part} {pid} {k}"
+    # The weights really moved, and the EMA lags behind.
+    init_like = a["generator"]["convs.0.conv.weight"]
+    assert not torch.equal(a["g_ema"]["convs.0.conv.weight"], init_like)
+    # Validation ran at the epoch end, "best" exists, samples were drawn, config copied.
+    assert (tmp_path / "one/models/tiny/a/best.pth").is_file()
+    assert list((tmp_path / "one/log/tiny/a/samples").glob("*.png"))
+    assert json.loads((tmp_path / "one/log/tiny/a/config.json").read_text())["exp_id"] == "tiny"
+
+
+def test_checkpoint_loads_for_editing(tmp_path):
+    cfg = write_config(tmp_path)
+    assert run_train(["-c", str(cfg), "--iters", "2", "--device", "cpu", "--save_dir", "s", "--run_id", "r"],
+                     tmp_path) == 0
+    models = load_models(tmp_path / "s/models/tiny/r/latest.pth", device="cpu")
+    assert models.source == "project" and not models.encoder.training
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert models.generator(*models.encoder(x)).shape == (2, 3, 32, 32)
+
+
+def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pth"
+    atomic_save({"v": torch.ones(3)}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_save({"v": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["v"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]  # no temp file left
+
+
+def test_resume_of_non_training_checkpoint_is_a_user_error(tmp_path, capsys):
+    from model import build_model_config, build_networks
+    from model.checkpoint import save_model_checkpoint
+
+    mcfg = build_model_config("iafaces", encoder={"size": 32, "channel": 8, "channel_max": 32,
+                                                  "content_channels": 32, "comp_dim": 16},
+                              generator={"channel_base": 512, "channel_max": 32})
+    E, G, _ = build_networks(mcfg, discriminator=False)
+    save_model_checkpoint(tmp_path / "export.pth", E, G, mcfg)
+    assert run_train(["-r", str(tmp_path / "export.pth")], tmp_path) == 2
+    assert "no training state" in capsys.readouterr().err
+    assert run_train(["-c", str(tmp_path / "missing.json")], tmp_path) == 2
+
+
+# ------------------------------------------------------------------------------------------ LPIPS
+def test_lpips_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with pytest.raises(ConfigError, match=r"vgg16-397923af\.pth.*p_loss_weight"):
+        build_lpips("pretrained")
+
+
+def test_lpips_loads_local_vgg_file(tmp_path):
+    import torchvision
+
+    vgg = torchvision.models.vgg16(weights=None)
+    path = tmp_path / "vgg.pth"
+    torch.save(vgg.state_dict(), path)
+    model = build_lpips("pretrained", str(path))
+    assert torch.equal(getattr(model.net.slice3, "10").weight, vgg.features[10].weight)
+    assert not model.training
+    a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    assert model(a, a).abs().max() < 1e-6 and model(a, b).item() > 0
+
+
+def test_training_with_random_lpips_backbone(tmp_path):
+    cfg = write_config(tmp_path, loss={"p_loss_weight": 1, "lpips_backbone": "random"})
+    assert run_train(["-c", str(cfg), "--iters", "2", "--device", "cpu", "--save_dir", "s", "--run_id", "r"],
+                     tmp_path) == 0
+    assert torch.load(tmp_path / "s/models/tiny/r/latest.pth", weights_only=True)["iteration"] == 2
+
+
+# ------------------------------------------------------------------------------------------ DDP
+def test_two_process_training_with_gloo(tmp_path):
+    cfg = write_config(tmp_path, trainer={**TINY["trainer"], "verbosity": 1})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "train.py"), "-c", str(cfg), "--iters", "4", "--device", "cpu", "--save_dir",
+           str(tmp_path / "ddp"), "--run_id", "r"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(tmp_path / "ddp/models/tiny/r/latest.pth", weights_only=True)
+    assert state["iteration"] == 4
+    assert "world size 2" in proc.stdout + proc.stderr
+    # 24 training images, 2 ranks x batch 4 -> 3 steps per epoch: 4 iterations end in epoch 1.
+    assert state["epoch"] == 1

@@ -1,0 +1,98 @@
+"""Training data plumbing with stateless randomness, so that resuming is exact.
+
+The shuffling order of epoch e is a function of (seed, e); the flip and hole mask of sample i in
+epoch e are functions of (seed, e, i). Nothing depends on worker count or on the global RNG.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+
+class AugmentedDataset(Dataset):
+    """Wraps a dataset; ``ds[(index, epoch)]`` applies the training flip and hole mask."""
+
+    def __init__(self, base: Dataset, seed: int, flip_p: float, mask_p: float, swap_pairs=None):
+        self.base, self.seed, self.flip_p, self.mask_p = base, seed, flip_p, mask_p
+        self.swap_pairs = swap_pairs
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        from data_loader.augment import train_augment
+
+        index, epoch = key
+        sample = self.base[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        kwargs = {"swap_pairs": self.swap_pairs} if self.swap_pairs else {}
+        return _strip(train_augment(sample, rng, flip_p=self.flip_p, mask_p=self.mask_p, **kwargs))
+
+
+class PlainDataset(Dataset):
+    """Validation view: no augmentation, mask of ones."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index):
+        return _strip(self.base[index])
+
+
+def _strip(sample: dict) -> dict:
+    return {"image": sample["image"], "mask": sample["mask"], "index": int(sample["index"])}
+
+
+class EpochBatchSampler(Sampler):
+    """Batches of ``(index, epoch)`` for one epoch and one rank, starting at batch ``start``.
+
+    The permutation of epoch e comes from ``seed`` and e; rank r takes every world-th element;
+    incomplete batches are dropped so every rank runs the same number of steps."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, start: int = 0):
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.shuffle, self.rank, self.world_size, self.start = shuffle, rank, world_size, start
+
+    @staticmethod
+    def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+        return (n // world_size) // batch_size
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch(self.n, self.batch_size, self.world_size) - self.start
+
+    def __iter__(self) -> Iterator[list]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        mine = order[self.rank::self.world_size]
+        steps = self.steps_per_epoch(self.n, self.batch_size, self.world_size)
+        for b in range(self.start, steps):
+            yield [(i, self.epoch) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def epoch_loader(dataset: AugmentedDataset, batch_size: int, seed: int, epoch: int, shuffle: bool,
+                 rank: int, world_size: int, start: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    sampler = EpochBatchSampler(len(dataset), batch_size, seed, epoch, shuffle, rank, world_size, start)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      worker_init_fn=_worker_init if num_workers else None,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def limit(dataset: Dataset, n: int) -> Dataset:
+    """The first ``n`` items (all when n <= 0 or n >= len)."""
+    if n is None or n <= 0 or n >= len(dataset):
+        return dataset
+    return Subset(dataset, range(n))
