@@ -240,3 +240,97 @@ def test_model_config_roundtrip():
     assert cfg.generator.cam_placement == "aligned"
     assert build_model_config("iafaces_cam_256").generator.cam_placement == "official"
     assert build_model_config("iafaces_cam").generator.cam_placement == "aligned"
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+def _released_like_file(path, layout, dtype=torch.float32):
+    """Write a file shaped like a released checkpoint: a pickled ``parse_config.ConfigParser``
+    holding the JSON config and PosixPath members, OrderedDict state dicts."""
+    import collections
+    import pathlib
+
+    mod = types.ModuleType("parse_config")
+
+    class ConfigParser:
+        pass
+
+    ConfigParser.__module__, ConfigParser.__qualname__ = "parse_config", "ConfigParser"
+    mod.ConfigParser = ConfigParser
+    sys.modules["parse_config"] = mod
+    try:
+        parser = ConfigParser()
+        parser._config = collections.OrderedDict(
+            model_arch=layout["model_arch"],
+            encoder={"type": "Encoder", "args": layout["encoder_args"]},
+            generator={"type": "Generator", "args": layout["generator_args"]},
+            discriminator={"type": "Discriminator", "args": layout["discriminator_args"]})
+        parser._save_dir = pathlib.PosixPath("saved/models/x/0101_000000")
+        payload = {"epoch": 1, "iteration": 10, "config": parser,
+                   "e_ema": collections.OrderedDict(fill_official(layout["e_ema"], dtype)),
+                   "g_ema": collections.OrderedDict(fill_official(layout["g_ema"], dtype))}
+        torch.save(payload, path)
+    finally:
+        del sys.modules["parse_config"]
+
+
+def test_released_cam256_checkpoint_loads_with_official_placement(tmp_path, official_layout, parity_arrays):
+    from model.checkpoint import load_models
+
+    name = "iafaces_cam-celebahq-256"
+    path = tmp_path / "released.pth"
+    _released_like_file(path, official_layout[name])
+    models = load_models(path, device="cpu")
+    assert models.source == "official" and models.model_config.arch == "iafaces_cam_256"
+    assert models.model_config.generator.cam_placement == "official"
+    assert not models.encoder.training and not any(p.requires_grad for p in models.generator.parameters())
+    E, G = models.encoder.double(), models.generator.double()
+    x = torch.from_numpy(np.random.default_rng(7).uniform(-1, 1, (1, 3, 256, 256)))
+    with torch.no_grad():
+        image = G(*E(x)).numpy()
+    ref = parity_arrays[f"{name}/image"]
+    assert np.abs(image - ref).max() / np.abs(ref).max() < 1e-4  # weights were stored in float32
+
+
+def test_sample_checkpoint_loads_config_but_not_as_networks(reference_dir):
+    from model.checkpoint import load_models, read_checkpoint
+    from utils.official_checkpoint import CheckpointError
+
+    payload, source = read_checkpoint(reference_dir / "official_checkpoint_format_sample.pth")
+    assert source == "official" and payload["config"]["model_arch"] == "iafaces_256"
+    with pytest.raises(CheckpointError, match="does not match this architecture"):
+        load_models(reference_dir / "official_checkpoint_format_sample.pth", device="cpu")
+
+
+def test_own_checkpoint_roundtrip_and_official_export(tmp_path):
+    from model.checkpoint import load_models, save_model_checkpoint, save_official_layout
+
+    cfg = build_model_config("iafaces", encoder={"size": 32, "channel": 8, "channel_max": 32,
+                                                 "content_channels": 32, "comp_dim": 16},
+                             generator={"channel_base": 512, "channel_max": 32})
+    E, G, _ = build_networks(cfg, discriminator=False)
+    save_model_checkpoint(tmp_path / "own.pth", E, G, cfg, config={"exp_id": "t"})
+    raw = torch.load(tmp_path / "own.pth", weights_only=True)
+    json.dumps(raw["model_config"]) and json.dumps(raw["config"])
+    models = load_models(tmp_path / "own.pth", device="cpu")
+    assert models.source == "project" and models.model_config == cfg and models.config["exp_id"] == "t"
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(models.generator(*models.encoder(x)), G(*E(x)))
+    with pytest.raises(ValueError, match="no official counterpart"):
+        save_official_layout(tmp_path / "off.pth", models)
+
+
+def test_official_export_roundtrip(tmp_path, official_layout):
+    from model.checkpoint import LoadedModels, load_models, save_official_layout
+
+    layout = official_layout["iafaces-celebahq-256"]
+    cfg = _official_cfg(layout)
+    E, G, _ = build_networks(cfg, discriminator=False)
+    out = tmp_path / "exported.pth"
+    save_official_layout(out, LoadedModels(E, G, None, cfg, {}, "project", "", torch.device("cpu")))
+    raw = torch.load(out, weights_only=True)
+    assert list(raw["g_ema"]) == [e["key"] for e in layout["g_ema"]]
+    again = load_models(out, device="cpu")
+    assert again.source == "official"
+    for a, b in zip(again.generator.state_dict().values(), G.state_dict().values()):
+        assert torch.equal(a, b)
