@@ -5,6 +5,12 @@ from typing import Union
 
 import torch
 
+from utils.cli import UserError
+
+
+class DeviceError(UserError, ValueError):
+    """The requested device is unknown or not available."""
+
 
 def resolve_device(spec: Union[str, torch.device, None] = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU -> ValueError."""
@@ -15,8 +21,8 @@ def resolve_device(spec: Union[str, torch.device, None] = "auto") -> torch.devic
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
+            raise DeviceError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
         return torch.device(spec)
     if spec == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"unknown device '{spec}'; use auto, cpu, cuda or cuda:N")
+    raise DeviceError(f"unknown device '{spec}'; use auto, cpu, cuda or cuda:N")

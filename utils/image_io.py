@@ -101,8 +101,12 @@ def read_list_file(path: PathLike, image_dir: Optional[PathLike] = None,
         if not entry:
             continue
         entry = entry.split()[0]
-        name = entry if Path(entry).suffix.lower() in IMAGE_EXTENSIONS else entry + default_ext
-        out.append(base / name)
+        if Path(entry).suffix.lower() in IMAGE_EXTENSIONS:
+            out.append(base / entry)
+            continue
+        # A bare id: the default extension, or whichever image file with that stem exists.
+        candidates = [base / (entry + ext) for ext in (default_ext, *IMAGE_EXTENSIONS)]
+        out.append(next((c for c in candidates if c.is_file()), candidates[0]))
     return out
 
 

@@ -1,0 +1,139 @@
+"""Attribute manipulation with an IA-FaceS model: move component embeddings along the unit normal
+of a per-component linear-SVM attribute boundary, ``z[:, i] += strength * n_i``.
+
+    python attr_manipulation.py --resume CKPT --data_path INPUT [...] --attr mouth_open
+    python attr_manipulation.py ... --attr Left_Eye_Closed --component l_eye --strength 3
+    python attr_manipulation.py ... --attr bushy --strengths=-2.5,0,2.5,5      # a sweep
+
+``--attr``: a preset (mouth_open, beard, bushy, bags, arched, narrow_eyes, male: official attribute,
+components and strength) or any attribute of the label source (then ``--component`` and
+``--strength`` choose the edit). Positive strengths move toward faces *with* the attribute; the
+``beard`` preset follows ``No_Beard`` and therefore removes beards. Boundaries are fitted on first
+use and stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
+(``DIR/<stem>_s<strength>.png`` for a sweep); default DIR
+``output/<checkpoint stem>/attr_<name>[_<component>]/``.
+"""
+from __future__ import annotations
+
+import sys
+
+from model.boxes import COMPONENTS
+from utils.boundaries import (BoundaryError, LabelSource, default_boundary_dir, default_label_source, find_stored,
+                              get_boundary)
+from utils.cli import UserError, main_guard
+from utils.editing import (PRESETS, ArgumentParser, GridWriter, ImageLoader, add_common_args, batched,
+                           check_unique_stems, collect_inputs, component_indices, component_label, open_editor,
+                           output_dir, parse_strengths, progress, strength_tag)
+from utils.image_io import save_image
+
+DEFAULT_STRENGTH = 3.0
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description="Edit face attributes by moving component embeddings along SVM boundaries.")
+    p.add_argument("--data_path", nargs="+", required=True, metavar="INPUT",
+                   help="image files, folders of images or .txt list files")
+    p.add_argument("--attr", required=True,
+                   help=f"preset ({', '.join(PRESETS)}) or an attribute of the label source (e.g. Smiling)")
+    p.add_argument("--component", default=None, metavar="SPEC",
+                   help="components to move: eyes, l_eye, r_eye, nose, mouth, all or comma-separated "
+                        "(default: the preset's / the attribute's components)")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--strength", type=float, default=None,
+                   help=f"edit strength alpha (default: the preset's; {DEFAULT_STRENGTH:g} otherwise)")
+    s.add_argument("--strengths", default=None, metavar="A,B,C",
+                   help="a sweep: one output <stem>_s<value>.png per strength (--strengths=-2,0,2 for negatives)")
+    b = p.add_argument_group("boundaries")
+    b.add_argument("--label_file", default=None,
+                   help="CelebAMask-HQ-attribute-anno.txt (CelebA-HQ labels; needs --label_img_dir)")
+    b.add_argument("--label_img_dir", default=None, help="folder with the images the label file names")
+    b.add_argument("--num_label_faces", type=int, default=None,
+                   help="labelled faces used to fit (SynthFaces default 2000; CelebA-HQ default all found)")
+    b.add_argument("--label_source", default="auto", choices=("auto", "synthfaces", "celebahq"),
+                   help="auto: CelebA-HQ with --label_file, else SynthFaces for SynthFaces-trained checkpoints")
+    b.add_argument("--boundary_dir", default=None,
+                   help="where boundaries are stored (default: <ckpt folder>/boundaries/<ckpt stem>/)")
+    b.add_argument("--refit", action="store_true", help="refit the boundary even if one is stored")
+    add_common_args(p)
+    return p
+
+
+def default_components(attribute: str):
+    """Components of a (CelebA-style) attribute, from the SynthFaces attribute table."""
+    from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
+    for name, comps in ATTRIBUTE_COMPONENTS.items():
+        if name.lower() == attribute.lower() and comps:
+            return ",".join(comps)
+    return None
+
+
+@main_guard
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    preset = PRESETS.get(args.attr.lower())
+    if args.component is not None:
+        component_indices(args.component)  # validate early
+    if args.num_label_faces is not None and args.num_label_faces < 1:
+        raise UserError("--num_label_faces must be positive")
+    strengths = parse_strengths(args.strengths) if args.strengths is not None else None
+    paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
+    check_unique_stems(paths, "inputs")
+
+    editor = open_editor(args)
+    bdir = args.boundary_dir or default_boundary_dir(args.resume)
+    explicit = args.label_file is not None or args.label_source != "auto" or args.num_label_faces is not None
+    source: LabelSource | None = None
+    attribute = preset.attribute if preset else args.attr
+    if preset is None and (args.refit or explicit or find_stored(bdir, attribute) is None):
+        # Unknown names fail here, before any fitting, with the valid choices.
+        source = default_label_source(editor, args.label_file, args.label_img_dir, args.num_label_faces,
+                                      args.label_source)
+        try:
+            attribute = source.canonical(attribute)
+        except BoundaryError:
+            raise UserError(f"unknown attribute or preset '{args.attr}'; presets: {', '.join(PRESETS)}; attributes "
+                            f"({source.describe()['type']} labels): {', '.join(source.attribute_names)}") from None
+    spec = args.component or (preset.components if preset else default_components(attribute))
+    if spec is None:
+        raise UserError(f"'{attribute}' has no default components; choose them with --component "
+                        "(eyes, l_eye, r_eye, nose, mouth, all)")
+    idx = component_indices(spec)
+    if strengths is None:
+        strengths = [args.strength if args.strength is not None else (preset.strength if preset else DEFAULT_STRENGTH)]
+    sweep = args.strengths is not None
+
+    boundary = get_boundary(
+        editor, attribute, bdir, refit=args.refit, explicit_source=explicit,
+        source=source if source is not None else (lambda: default_label_source(
+            editor, args.label_file, args.label_img_dir, args.num_label_faces, args.label_source)))
+    accs = ", ".join(f"{COMPONENTS[i]} {boundary.val_accuracy[i]:.2f}" for i in idx)
+    print(f"boundary {boundary.attribute} ({boundary.source.get('type')} labels): validation accuracy {accs}",
+          file=sys.stderr)
+    for i in idx:
+        if boundary.val_accuracy[i] < 0.6:
+            print(f"notice: the {COMPONENTS[i]} boundary of {boundary.attribute} barely separates the labelled "
+                  f"faces (validation accuracy {boundary.val_accuracy[i]:.2f}); the edit may be weak", file=sys.stderr)
+
+    name = args.attr.lower() if preset else boundary.attribute
+    task = f"attr_{name}" + (f"_{component_label(args.component)}" if args.component else "")
+    out = output_dir(args, task)
+    loader, grid = ImageLoader(editor.size), GridWriter(out, args.grid)
+    with progress(len(paths), f"attribute {name}") as bar:
+        for chunk in batched(paths, editor.batch_size):
+            x = loader.batch(chunk)
+            content, z = editor.encode(x)
+            edits = [editor.decode(content, editor.apply_direction(z, boundary, s, idx)) for s in strengths]
+            recon = editor.decode(content, z) if args.grid else None
+            for j, p in enumerate(chunk):
+                for s, e in zip(strengths, edits):
+                    save_image(e[j], out / (f"{p.stem}_{strength_tag(s)}.png" if sweep else f"{p.stem}.png"))
+                if args.grid:
+                    grid.add([x[j], recon[j]] + [e[j] for e in edits])
+            bar.update(len(chunk))
+    grid.flush()
+    print(f"wrote {len(paths) * len(strengths)} edit(s) to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
