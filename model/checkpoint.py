@@ -102,8 +102,9 @@ def load_models(path: PathLike, device: Union[str, torch.device] = "auto", discr
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
     dev = resolve_device(device)
-    enc, gen = Encoder(mcfg.encoder), Generator(mcfg.generator)
-    disc = Discriminator(mcfg.discriminator) if discriminator else None
+    from . import build_networks
+
+    enc, gen, disc = build_networks(mcfg, discriminator=discriminator)
     try:
         if source == "project":
             _load_strict(enc, payload["e_ema"], path, "encoder (EMA)")

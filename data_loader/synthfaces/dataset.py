@@ -1,0 +1,89 @@
+"""Torch dataset rendering SynthFaces on the fly."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .factors import ATTRIBUTES, Factors, attribute_vector, sample_factors
+from .render import check_size, render
+
+SPLITS = ("train", "val", "test")
+
+
+def split_ranges(num_train: int, num_val: int, num_test: int) -> dict[str, range]:
+    """Disjoint, contiguous face-index ranges: train, then val, then test."""
+    for name, n in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+        if int(n) < 0:
+            raise ValueError(f"{name} must be >= 0, got {n}")
+    a, b = int(num_train), int(num_train) + int(num_val)
+    return {"train": range(0, a), "val": range(a, b), "test": range(b, b + int(num_test))}
+
+
+class SynthFacesDataset(Dataset):
+    """Procedural faces rendered on the fly.
+
+    Item ``i`` of a split is face index ``ranges[split][i]`` (train ids first, then val, then test,
+    the same layout as the export command). Items are dicts::
+
+        {"image": float32 [3, S, S] in [-1, 1], "mask": float32 [1, S, S] of ones,
+         "attrs": float32 [len(ATTRIBUTES)] of 0/1, "index": int (global face id), "name": str(id)}
+
+    ``transform(sample) -> sample`` is applied last when given. ``cache=True`` keeps rendered
+    images (uint8) and attributes in memory (per process).
+    """
+
+    attribute_names = ATTRIBUTES
+
+    def __init__(self, size: int = 64, split: str = "train", seed: int = 0, num_train: int = 28000,
+                 num_val: int = 1000, num_test: int = 1000, cache: bool = False,
+                 transform: Optional[Callable[[dict], dict]] = None):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.size = check_size(size)
+        self.split = split
+        self.seed = int(seed)
+        self.ids = split_ranges(num_train, num_val, num_test)[split]
+        self.cache = bool(cache)
+        self.transform = transform
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def face_id(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {self.split} split of length {len(self)}")
+        return self.ids[i]
+
+    def factors(self, i: int) -> Factors:
+        """Ground-truth factors of item ``i``."""
+        return sample_factors(self.seed, self.face_id(i))
+
+    def _render(self, fid: int) -> tuple[np.ndarray, np.ndarray]:
+        if fid in self._cache:
+            return self._cache[fid]
+        f = sample_factors(self.seed, fid)
+        out = (render(f, self.size), attribute_vector(f))
+        if self.cache:
+            self._cache[fid] = out
+        return out
+
+    def __getitem__(self, i: int) -> dict:
+        fid = self.face_id(int(i))
+        img, attrs = self._render(fid)
+        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        sample = {
+            "image": image.contiguous(),
+            "mask": torch.ones(1, self.size, self.size),
+            "attrs": torch.from_numpy(attrs.copy()),
+            "index": fid,
+            "name": str(fid),
+        }
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
