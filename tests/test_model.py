@@ -289,6 +289,18 @@ def test_released_cam256_checkpoint_loads_with_official_placement(tmp_path, offi
         image = G(*E(x)).numpy()
     ref = parity_arrays[f"{name}/image"]
     assert np.abs(image - ref).max() / np.abs(ref).max() < 1e-4  # weights were stored in float32
+    # The editing scripts take the same released-format file.
+    import component_transfer
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
+            tmp_path / f"face{i}.png")
+    out = tmp_path / "out"
+    assert component_transfer.main(["--resume", str(path), "--target", str(tmp_path / "face0.png"),
+                                    "--reference", str(tmp_path / "face1.png"), "--component", "mouth",
+                                    "--out", str(out), "--device", "cpu"]) == 0
+    assert Image.open(out / "face0.png").size == (256, 256)
 
 
 def test_sample_checkpoint_loads_config_but_not_as_networks(reference_dir):
