@@ -1,7 +1,8 @@
 """Typed configuration of the networks, one dataclass per network, checked on construction.
 
-Architectures are named presets (``ARCHITECTURES``): the four official ones and two scalable
-families (``iafaces`` and ``iafaces_cam``) whose every field can be set from a JSON config.
+Architectures are named presets (``ARCHITECTURES``): the four official ones and three scalable
+families (``iafaces``, ``iafaces_cam`` and the ``one_code`` ablation of ``model/one_code.py``) whose
+every field can be set from a JSON config.
 """
 from __future__ import annotations
 
@@ -237,10 +238,10 @@ def _official(size: int, cam: bool) -> ModelConfig:
     return ModelConfig(arch=arch, encoder=enc, generator=gen, discriminator=DiscriminatorConfig(size=size))
 
 
-def _scaled(cam: bool, size: int = 64) -> ModelConfig:
+def _scaled(cam: bool, size: int = 64, arch: Optional[str] = None) -> ModelConfig:
     """Defaults of the scalable families: a small model with the official geometry."""
     return ModelConfig(
-        arch="iafaces_cam" if cam else "iafaces",
+        arch=arch or ("iafaces_cam" if cam else "iafaces"),
         encoder=EncoderConfig(size=size, channel=32, channel_max=256, feat_size=8,
                               content_channels=256, comp_dim=128),
         generator=GeneratorConfig(size=size, content_size=4, content_channels=256, comp_dim=128,
@@ -258,7 +259,13 @@ ARCHITECTURES = {
     "iafaces_cam_1024": (lambda: _official(1024, cam=True), True),
     "iafaces": (lambda: _scaled(cam=False), False),
     "iafaces_cam": (lambda: _scaled(cam=True), False),
+    # Ablation: one global code and a learned constant content tensor (model/one_code.py); the
+    # encoder config keeps its meaning for the trunk, the generator is unchanged.
+    "one_code": (lambda: _scaled(cam=False, arch="one_code"), False),
 }
+
+#: Architectures whose encoder is ``model.one_code.OneCodeEncoder`` instead of ``Encoder``.
+ONE_CODE_ARCHITECTURES = frozenset({"one_code"})
 
 # Official JSON argument names -> our field names.
 ENCODER_ALIASES = {"img_size": "size", "feats_dim": "comp_dim"}

@@ -24,6 +24,9 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> int:
+        from utils.malloc import tune_malloc
+
+        tune_malloc()
         try:
             code = fn(*args, **kwargs)
         except user_error_types() as e:

@@ -1,0 +1,222 @@
+"""Compare two folders of images, like the official metric scripts.
+
+    python -m evaluation.compare --real DIR --fake DIR --metrics mse,psnr,ssim,lpips,fid
+    python -m evaluation.compare --real recon/ --fake edited/ --metrics mse_irr,ifg --components mouth \
+        --discriminator CKPT
+
+Images pair by file stem (``001.png`` with ``001.jpg``); unpaired files are skipped with a notice.
+``--real`` holds the real images (reconstruction metrics) or the source reconstructions (editing
+metrics: mse_irr, ifg, arc_dis); ``--fake`` the reconstructions or edits. Pixel metrics run over
+evaluation batches of ``--batch_size`` pairs: each batch gives one value (PSNR from the batch MSE)
+and the values are averaged over batches, the official convention (batch size 1, the default, is
+the per-image average). FID uses all paired images of each folder. See evaluation/README.md.
+Bad input ends with one ``error: ...`` line and exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from utils.cli import UserError, main_guard
+from utils.image_io import list_images, load_image, open_rgb
+
+from .metrics import METRICS, MetricError
+
+PIXEL_METRICS = ("mse", "psnr", "ssim", "lpips", "mse_irr", "ifg", "arc_dis", "attr_acc")
+
+
+def build_parser():
+    from utils.editing import ArgumentParser
+
+    p = ArgumentParser(description="Compare two image folders (pairs by file stem) with IA-FaceS metrics.")
+    p.add_argument("--real", required=True, metavar="DIR", help="real images, or source reconstructions for "
+                   "editing metrics")
+    p.add_argument("--fake", required=True, metavar="DIR", help="reconstructions or edited images")
+    p.add_argument("--metrics", default="mse,psnr,ssim",
+                   help=f"comma-separated, from {', '.join(METRICS)} (default mse,psnr,ssim)")
+    p.add_argument("--components", default=None, help="edited components whose boxes MSE_irr zeroes "
+                   "(l_eye, r_eye, eyes, nose, mouth, all; comma-separated); adds mse_irr")
+    p.add_argument("--size", type=int, default=None, help="resize every image to SIZE px first (default: the "
+                   "fake image's size; real images of another size are resized to it)")
+    p.add_argument("--batch_size", type=int, default=1, help="evaluation batch (values averaged per batch; "
+                   "default 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--lpips_vgg", default=None, metavar="PATH", help="torchvision vgg16-397923af.pth for LPIPS "
+                   "(default: torch hub's checkpoint folder)")
+    p.add_argument("--inception", default=None, metavar="PATH", help="pytorch-fid's "
+                   "pt_inception-2015-12-05-6726825d.pth (default: torch hub's checkpoint folder)")
+    p.add_argument("--discriminator", default=None, metavar="PATH", help="for ifg: a checkpoint with a "
+                   "discriminator, a StyleGAN2 (rosinality) file or a TorchScript module")
+    p.add_argument("--arcface", default=None, metavar="PATH", help="for arc_dis: ArcFace TorchScript file or "
+                   "arcface_torch IResNet state_dict")
+    p.add_argument("--classifier", default=None, metavar="PATH", help="for attr_acc: an attribute classifier "
+                   "(python -m evaluation.attr_classifier)")
+    p.add_argument("--attribute", default=None, help="for attr_acc: the target attribute")
+    p.add_argument("--target", type=int, choices=(0, 1), default=1, help="for attr_acc: the label the edits "
+                   "should have (default 1)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    return p
+
+
+def parse_metrics(text: str, components: Optional[str]) -> list[str]:
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    for m in names:
+        if m not in METRICS:
+            raise UserError(f"unknown metric '{m}'; choose from {', '.join(METRICS)}")
+    if components and "mse_irr" not in names:
+        names.append("mse_irr")
+    if not names:
+        raise UserError(f"no metric given; choose from {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.stderr)):
+    """[(stem, real path, fake path)] sorted by stem."""
+    def by_stem(folder: str, what: str) -> dict:
+        out = {}
+        for p in list_images(folder):
+            if p.stem in out:
+                raise UserError(f"two {what} images share the stem '{p.stem}' ({out[p.stem].name}, {p.name}); "
+                                "stems must be unique to pair images")
+            out[p.stem] = p
+        return out
+
+    real, fake = by_stem(real_dir, "--real"), by_stem(fake_dir, "--fake")
+    common = sorted(set(real) & set(fake))
+    if not common:
+        raise UserError(f"no image of {fake_dir} has a counterpart with the same file stem in {real_dir} "
+                        f"({len(real)} and {len(fake)} images)")
+    if len(common) < max(len(real), len(fake)):
+        notice(f"notice: {len(real) - len(common)} --real and {len(fake) - len(common)} --fake images have no "
+               f"counterpart and are skipped; comparing {len(common)} pairs")
+    return [(s, real[s], fake[s]) for s in common]
+
+
+class _Loader:
+    def __init__(self, size: Optional[int], notice):
+        self.size, self.notice, self.noticed = size, notice, False
+
+    def pair(self, real: Path, fake: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.size:
+            return load_image(real, self.size), load_image(fake, self.size)
+        f = load_image(fake)
+        if f.shape[-1] != f.shape[-2]:
+            raise UserError(f"{fake} is not square ({f.shape[-1]}x{f.shape[-2]}); pass --size N")
+        w, h = open_rgb(real).size
+        if (w, h) != (f.shape[-1], f.shape[-2]) and not self.noticed:
+            self.notice(f"notice: resizing --real images to the --fake size {f.shape[-1]} px (first: {real.name}, "
+                        f"{w}x{h})")
+            self.noticed = True
+        return load_image(real, f.shape[-1]), f
+
+
+@main_guard
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from utils.device import resolve_device
+
+    notice = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    metrics = parse_metrics(args.metrics, args.components)
+    if args.batch_size < 1:
+        raise UserError("--batch_size must be at least 1")
+    if args.size is not None and args.size < 16:
+        raise UserError("--size must be at least 16")
+    if "mse_irr" in metrics and not args.components:
+        raise UserError("mse_irr needs --components (the edited components, e.g. mouth or eyes)")
+    if args.components:
+        from .metrics import component_indices
+        component_indices(args.components)  # fails early on unknown names
+    device = resolve_device(args.device)
+
+    # Everything a metric needs, before reading the images.
+    extra = {}
+    if "lpips" in metrics:
+        from .metrics import lpips_model
+        extra["lpips"] = lpips_model("pretrained", args.lpips_vgg, device)
+    if "fid" in metrics:
+        from .fid import FeatureAccumulator, inception_features
+        feats = inception_features(args.inception, device=device)
+        extra["fid"] = (FeatureAccumulator(feats), FeatureAccumulator(feats))
+    if "ifg" in metrics:
+        if not args.discriminator:
+            raise UserError("ifg needs --discriminator PATH (a checkpoint with a discriminator, a StyleGAN2 file or "
+                            "a TorchScript module)")
+        from .discriminators import load_discriminator
+        extra["ifg"] = load_discriminator(args.discriminator, device)
+    if "arc_dis" in metrics:
+        from .arcface import load_arcface
+        extra["arc_dis"] = load_arcface(args.arcface, device)
+    if "attr_acc" in metrics:
+        if not args.classifier or not args.attribute:
+            raise UserError("attr_acc needs --classifier PATH and --attribute NAME")
+        from .attr_classifier import load_classifier
+        clf = load_classifier(args.classifier, device)
+        clf.index(args.attribute)
+        extra["attr_acc"] = clf
+
+    pairs = pair_files(args.real, args.fake, notice)
+    if "fid" in metrics and len(pairs) < 2:
+        raise UserError("FID needs at least 2 image pairs")
+    loader = _Loader(args.size, notice)
+    sums = {m: 0.0 for m in metrics if m in PIXEL_METRICS}
+    weights = {m: 0.0 for m in sums}
+    from tqdm import tqdm
+    bar = tqdm(total=len(pairs), desc="comparing", unit="img", disable=None, file=sys.stderr, leave=False)
+    for i in range(0, len(pairs), args.batch_size):
+        chunk = pairs[i:i + args.batch_size]
+        loaded = [loader.pair(r, f) for _, r, f in chunk]
+        try:
+            real = torch.stack([a for a, _ in loaded])
+            fake = torch.stack([b for _, b in loaded])
+        except RuntimeError:
+            raise UserError("the --fake images differ in size; pass --size N") from None
+        n = real.shape[0]
+        for m in sums:
+            if m == "mse":
+                v, w = METRICS["mse"](real, fake), 1.0
+            elif m == "psnr":
+                v, w = METRICS["psnr"](real, fake), 1.0
+            elif m == "ssim":
+                v, w = METRICS["ssim"](real, fake), 1.0
+            elif m == "lpips":
+                v, w = METRICS["lpips"](real, fake, model=extra["lpips"]), 1.0
+            elif m == "mse_irr":
+                v, w = METRICS["mse_irr"](real, fake, args.components), 1.0
+            elif m == "ifg":
+                v, w = METRICS["ifg"](extra["ifg"], fake, real), float(n)
+            elif m == "arc_dis":
+                v, w = METRICS["arc_dis"](extra["arc_dis"], real, fake), float(n)
+            else:  # attr_acc, on the edits
+                v, w = METRICS["attr_acc"](extra["attr_acc"], fake, args.attribute, bool(args.target)), float(n)
+            if not math.isnan(v):
+                sums[m] += v * w
+                weights[m] += w
+        if "fid" in extra:
+            extra["fid"][0].add(real.to(device))
+            extra["fid"][1].add(fake.to(device))
+        bar.update(n)
+    bar.close()
+
+    results = {m: (sums[m] / weights[m] if weights[m] else float("nan")) for m in sums}
+    if "fid" in extra:
+        from .metrics import frechet_distance
+        results["fid"] = frechet_distance(*extra["fid"][0].statistics(), *extra["fid"][1].statistics())
+    results = {m: results[m] for m in metrics}
+    print(f"{len(pairs)} pairs ({args.real} vs {args.fake})")
+    for m, v in results.items():
+        print(f"{m:8s} {v:.6g}")
+    if args.json:
+        out = {"real": str(args.real), "fake": str(args.fake), "pairs": len(pairs), "batch_size": args.batch_size,
+               "components": args.components, "metrics": results}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Evaluation metrics of IA-FaceS, callable from Python, with the official conventions.
+
+Images are float tensors ``[B, 3, H, W]`` in [-1, 1] (what the networks produce and
+``utils.image_io.load_image`` returns). Every metric is listed in the explicit registry
+``METRICS`` (name -> function).
+
+=========  ==============================================================================
+mse        mean squared error on [-1, 1]
+psnr       ``10 * log10(1 / MSE)`` on [0, 1] images; the MSE of the batch given (the official
+           per-batch convention; ``reduction="none"`` gives one value per image)
+ssim       scikit-image SSIM on [0, 1] images: Gaussian window (sigma 1.5, 11 taps),
+           population covariances, ``data_range=1``, channels averaged; mean over the images
+lpips      LPIPS (VGG, "net-lin" v0.1) on [-1, 1]; mean over the images
+fid        Frechet distance between the feature statistics of two image sets (pytorch-fid's
+           Inception pool3 features by default; see ``evaluation.fid``)
+mse_irr    MSE between the source reconstruction and the edited image with the edited
+           components' boxes zeroed in both (the mean runs over all pixels)
+ifg        mean ``D(edited) - D(source reconstruction)`` under a discriminator
+arc_dis    mean ArcFace distance ``1 - cos`` between source reconstruction and edit, over the
+           faces a detector finds (see ``evaluation.arcface``)
+attr_acc   share of edited images an attribute classifier labels with the target attribute
+=========  ==============================================================================
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.boxes import boxes_at
+from utils.cli import UserError
+
+ComponentSpec = Union[str, Sequence[Union[str, int]]]
+PSNR_MAX_DB = 100.0  # PSNR of identical images (MSE clamped to 1e-10)
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+class MetricError(UserError, ValueError):
+    """A metric cannot be computed with the given inputs (shapes, missing model, ...)."""
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _pair(a: Tensor, b: Tensor, what: str = "images") -> tuple[Tensor, Tensor]:
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.ndim == 3:
+        a = a[None]
+    if b.ndim == 3:
+        b = b[None]
+    if a.ndim != 4 or a.shape != b.shape:
+        raise MetricError(f"{what} must be two [B, C, H, W] batches of equal shape, got {list(a.shape)} and "
+                          f"{list(b.shape)}")
+    if a.shape[0] == 0:
+        raise MetricError(f"no {what} given")
+    return a.detach().double().cpu(), b.detach().double().cpu()
+
+
+def _reduce(values: Tensor, reduction: str):
+    if reduction == "none":
+        return values
+    if reduction == "mean":
+        return float(values.mean())
+    raise MetricError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def metric_boxes(size: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Component boxes ``[x0, y0, x1, y1]`` (exclusive ends) used by the metrics at ``size`` px.
+
+    At 256 px these are the official metric regions (the 256 row of ``boxes_at``); other sizes
+    use the same rounding rule at that size, i.e. the regions scaled."""
+    if int(size) < 8:
+        raise MetricError(f"images must be at least 8 px for component boxes, got {size}")
+    return boxes_at(int(size))
+
+
+def component_indices(spec: ComponentSpec) -> tuple[int, ...]:
+    """``"eyes,nose"``, ``["mouth"]`` or ``(0, 1)`` -> sorted component indices."""
+    from utils.editing import EditingError, component_indices as _ci
+    try:
+        return _ci(spec)
+    except EditingError as e:
+        raise MetricError(str(e)) from None
+
+
+def box_mask(size: int, components: ComponentSpec, inside: bool = True) -> Tensor:
+    """float [1, 1, size, size]: 1 inside the union of the components' metric boxes (``inside``)
+    or 1 outside it (``inside=False``)."""
+    m = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    boxes = metric_boxes(size)
+    for i in component_indices(components):
+        x0, y0, x1, y1 = boxes[i]
+        m[..., y0:y1, x0:x1] = 1.0
+    return m if inside else 1.0 - m
+
+
+# ----------------------------------------------------------------------------------- pixel metrics
+def mse(a: Tensor, b: Tensor, reduction: str = "mean"):
+    """Mean squared error on [-1, 1]: a float, or per image [B] with ``reduction="none"``."""
+    a, b = _pair(a, b)
+    return _reduce((a - b).square().flatten(1).mean(1), reduction)
+
+
+def psnr(a: Tensor, b: Tensor, reduction: str = "batch"):
+    """``10 * log10(1 / MSE)`` on [0, 1] images.
+
+    ``reduction="batch"`` (default, official): one value from the MSE of the whole batch given;
+    ``"mean"``: mean of the per-image values; ``"none"``: per image [B]. The MSE is clamped to
+    1e-10, so identical images give ``PSNR_MAX_DB`` (100 dB) rather than infinity."""
+    a, b = _pair(a, b)
+    per = (to_unit(a) - to_unit(b)).square().flatten(1).mean(1)
+    db = lambda m: 10.0 * torch.log10(1.0 / m.clamp(min=10 ** (-PSNR_MAX_DB / 10)))  # noqa: E731
+    if reduction == "batch":
+        return float(db(per.mean()))
+    return _reduce(db(per), reduction)
+
+
+def ssim(a: Tensor, b: Tensor, reduction: str = "mean"):
+    """SSIM on [0, 1] images with scikit-image (Gaussian weights, sigma 1.5, population
+    covariances, ``data_range=1``, channel axis last): mean over images, or per image [B]."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b)
+    if min(a.shape[-2:]) < 11:
+        raise MetricError(f"SSIM needs images of at least 11x11 px, got {a.shape[-1]}x{a.shape[-2]}")
+    ua = to_unit(a).permute(0, 2, 3, 1).numpy()
+    ub = to_unit(b).permute(0, 2, 3, 1).numpy()
+    vals = [structural_similarity(x, y, gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False,
+                                  data_range=1.0, channel_axis=-1) for x, y in zip(ua, ub)]
+    return _reduce(torch.tensor(vals, dtype=torch.float64), reduction)
+
+
+_LPIPS_CACHE: dict = {}
+
+
+def lpips_model(backbone: str = "pretrained", vgg_weights: Optional[str] = None, device="cpu"):
+    """The LPIPS(VGG) network (cached per backbone/weights/device); never downloads (see
+    ``trainer.losses.build_lpips`` for where the VGG16 weights go)."""
+    from model.config import ConfigError
+    from trainer.losses import build_lpips
+
+    key = (backbone, str(vgg_weights), str(device))
+    if key not in _LPIPS_CACHE:
+        try:
+            _LPIPS_CACHE[key] = build_lpips(backbone, vgg_weights).to(device)
+        except ConfigError as e:
+            msg = str(e).replace("set loss.lpips_vgg_weights to its path", "pass --lpips_vgg PATH")
+            raise MetricError(msg.split(", or set loss.p_loss_weight")[0]) from None
+    return _LPIPS_CACHE[key]
+
+
+@torch.no_grad()
+def lpips_distance(a: Tensor, b: Tensor, model: Optional[torch.nn.Module] = None, reduction: str = "mean",
+                   batch_size: int = 16, backbone: str = "pretrained", vgg_weights: Optional[str] = None):
+    """LPIPS (VGG) between images in [-1, 1]; mean over images, or per image [B]."""
+    a, b = _pair(a, b)
+    model = model if model is not None else lpips_model(backbone, vgg_weights)
+    dev = next(model.parameters()).device
+    out = []
+    for i in range(0, a.shape[0], batch_size):
+        d = model(a[i:i + batch_size].float().to(dev), b[i:i + batch_size].float().to(dev))
+        out.append(d.flatten().double().cpu())
+    return _reduce(torch.cat(out), reduction)
+
+
+# --------------------------------------------------------------------------------------------- FID
+def matrix_sqrt(m: np.ndarray) -> np.ndarray:
+    """Principal square root of a square matrix (``scipy.linalg.sqrtm``); a tiny imaginary part
+    from round-off is dropped, a real one raises."""
+    from scipy import linalg
+
+    m = np.atleast_2d(np.asarray(m, dtype=np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = linalg.sqrtm(m)
+    if isinstance(root, tuple):  # older SciPy with disp=False semantics
+        root = root[0]
+    if np.iscomplexobj(root):
+        if not np.allclose(root.imag, 0, atol=1e-3 * max(1.0, np.abs(root).max())):
+            raise ValueError(f"matrix square root has an imaginary part of {np.abs(root.imag).max():.3g}")
+        root = root.real
+    return root
+
+
+def _frechet_own(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    diff = mu1 - mu2
+    covmean = None
+    try:
+        covmean = matrix_sqrt(sigma1 @ sigma2)
+    except ValueError:
+        pass
+    if covmean is None or not np.isfinite(covmean).all():
+        off = np.eye(sigma1.shape[0]) * eps
+        covmean = matrix_sqrt((sigma1 + off) @ (sigma2 + off))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))`` with pytorch-fid's
+    ``calculate_frechet_distance`` (the reference implementation); the project's own
+    implementation of the same formula is used only if that function is unusable with the
+    installed SciPy."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise MetricError(f"FID statistics do not match: means {mu1.shape} / {mu2.shape}, covariances "
+                          f"{sigma1.shape} / {sigma2.shape}")
+    try:
+        from pytorch_fid.fid_score import calculate_frechet_distance
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    except TypeError:  # e.g. a SciPy without sqrtm(disp=...)
+        return _frechet_own(mu1, sigma1, mu2, sigma2)
+
+
+def activation_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [d], covariance [d, d]) of features [N, d], as pytorch-fid (``np.cov``, rowvar=False)."""
+    f = np.asarray(torch.as_tensor(features).double().cpu().numpy() if isinstance(features, Tensor) else features,
+                   dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise MetricError(f"FID needs at least 2 feature vectors [N, d], got shape {list(f.shape)}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def fid(real: Tensor, fake: Tensor, features: Optional[Callable[[Tensor], Tensor]] = None,
+        batch_size: int = 50, inception: Optional[str] = None, device="cpu") -> float:
+    """FID between two image sets [N, 3, H, W] in [-1, 1] (sizes may differ between the sets).
+
+    ``features(x)`` maps images in [0, 1] to [B, d] (pytorch-fid's convention); default: the FID
+    Inception network (pool3, 2048-d) from ``inception`` or torch hub's checkpoint folder."""
+    from .fid import inception_features, set_features
+
+    extractor = features if features is not None else inception_features(inception, device=device)
+    fr = set_features(real, extractor, batch_size)
+    ff = set_features(fake, extractor, batch_size)
+    return frechet_distance(*activation_statistics(fr), *activation_statistics(ff))
+
+
+# ---------------------------------------------------------------------------------------- editing
+def mse_irr(source: Tensor, edited: Tensor, components: ComponentSpec, reduction: str = "mean"):
+    """MSE on [-1, 1] between the source reconstruction and the edited image, with the edited
+    components' metric boxes (:func:`metric_boxes`) zeroed in both; the mean runs over all pixels
+    (boxes included, as zeros)."""
+    a, b = _pair(source, edited)
+    if a.shape[-1] != a.shape[-2]:
+        raise MetricError(f"MSE_irr needs square aligned faces, got {a.shape[-1]}x{a.shape[-2]}")
+    keep = box_mask(a.shape[-1], components, inside=False)
+    return _reduce(((a - b) * keep).square().flatten(1).mean(1), reduction)
+
+
+def masked_mse(a: Tensor, b: Tensor, mask: Tensor, reduction: str = "mean"):
+    """MSE over the pixels where ``mask`` [1 or B, 1, H, W] is 1 (mean over those pixels and the
+    channels), per image or averaged."""
+    a, b = _pair(a, b)
+    m = torch.as_tensor(mask, dtype=torch.float64).expand(a.shape[0], 1, *a.shape[-2:])
+    n = m.flatten(1).sum(1).clamp(min=1) * a.shape[1]
+    return _reduce(((a - b).square() * m).flatten(1).sum(1) / n, reduction)
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+@torch.no_grad()
+def discriminator_scores(discriminator: torch.nn.Module, images: Tensor, batch_size: int = 16) -> Tensor:
+    """D(x) for images in [-1, 1] (resized to the discriminator's size when it declares one) -> [B]."""
+    images = torch.as_tensor(images)
+    if images.ndim == 3:
+        images = images[None]
+    size = getattr(getattr(discriminator, "cfg", None), "size", None) or getattr(discriminator, "size", None)
+    dev = next(iter(discriminator.parameters()), torch.zeros(())).device
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i:i + batch_size].float()
+        if size:
+            x = _resize(x, int(size))
+        out.append(discriminator(x.to(dev)).reshape(x.shape[0], -1)[:, 0].double().cpu())
+    return torch.cat(out)
+
+
+def ifg(discriminator: torch.nn.Module, edited: Tensor, source: Tensor, batch_size: int = 16) -> float:
+    """Image fidelity gap: ``mean D(edited) - mean D(source reconstruction)`` (negative: the edits
+    look less real to D than the reconstructions)."""
+    e, s = _pair(edited, source)
+    return float(discriminator_scores(discriminator, e, batch_size).mean()
+                 - discriminator_scores(discriminator, s, batch_size).mean())
+
+
+def arc_dis(embedder: Callable[[Tensor], Tensor], source: Tensor, edited: Tensor,
+            detector: Optional[Callable[[Tensor], Tensor]] = None, batch_size: int = 16) -> float:
+    """Mean ArcFace (identity) distance ``1 - cos(e(source), e(edited))`` over the image pairs in
+    which ``detector`` (images -> bool [B]) finds a face in both; every pair counts without a
+    detector. ``embedder`` maps images in [-1, 1] to embeddings [B, d] (e.g.
+    :class:`evaluation.arcface.ArcFaceEmbedder`). NaN when no face is found."""
+    s, e = _pair(source, edited)
+    found = torch.ones(s.shape[0], dtype=torch.bool)
+    if detector is not None:
+        found = torch.as_tensor(detector(s.float())).bool().cpu() & torch.as_tensor(detector(e.float())).bool().cpu()
+    if not bool(found.any()):
+        return float("nan")
+    s, e = s[found], e[found]
+    d = []
+    with torch.no_grad():
+        for i in range(0, s.shape[0], batch_size):
+            fs = torch.as_tensor(embedder(s[i:i + batch_size].float())).double().cpu()
+            fe = torch.as_tensor(embedder(e[i:i + batch_size].float())).double().cpu()
+            d.append(1.0 - F.cosine_similarity(fs, fe, dim=1))
+    return float(torch.cat(d).mean())
+
+
+def attribute_accuracy(classifier, edited: Tensor, attribute: str, target: bool = True) -> float:
+    """Share of ``edited`` images that ``classifier`` labels with ``attribute == target``.
+
+    ``classifier``: an :class:`evaluation.attr_classifier.AttributeClassifier` (or any object with
+    ``attribute_names`` and ``predict(images) -> bool [B, n_attr]``)."""
+    names = list(getattr(classifier, "attribute_names", ()))
+    lookup = {n.lower(): i for i, n in enumerate(names)}
+    if attribute.lower() not in lookup:
+        raise MetricError(f"the classifier knows no attribute '{attribute}'; it has {', '.join(names)}")
+    labels = torch.as_tensor(classifier.predict(edited)).bool()
+    return float((labels[:, lookup[attribute.lower()]] == bool(target)).double().mean())
+
+
+#: Explicit metric registry: name -> function (see the module docstring for the conventions).
+METRICS: dict[str, Callable] = {
+    "mse": mse,
+    "psnr": psnr,
+    "ssim": ssim,
+    "lpips": lpips_distance,
+    "fid": fid,
+    "mse_irr": mse_irr,
+    "ifg": ifg,
+    "arc_dis": arc_dis,
+    "attr_acc": attribute_accuracy,
+}
+
+__all__ = ["METRICS", "MetricError", "activation_statistics", "arc_dis", "attribute_accuracy", "box_mask",
+           "component_indices", "discriminator_scores", "fid", "frechet_distance", "ifg", "lpips_distance",
+           "lpips_model", "masked_mse", "matrix_sqrt", "metric_boxes", "mse", "mse_irr", "psnr", "ssim",
+           "to_unit"]

@@ -1,0 +1,462 @@
+"""Evaluation: metrics against hand-computed values, FID statistics, editing metrics with tiny
+networks, the compare CLI, the SynthFaces benchmark end to end on a tiny model, and the one-code
+ablation architecture."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from evaluation import metrics as M
+from evaluation.metrics import METRICS, MetricError
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these networks are tiny, and on a busy CPU extra threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def const(value, n=1, size=SIZE):
+    return torch.full((n, 3, size, size), float(value))
+
+
+# ------------------------------------------------------------------------------------ pixel metrics
+def test_registry_is_explicit():
+    assert set(METRICS) == {"mse", "psnr", "ssim", "lpips", "fid", "mse_irr", "ifg", "arc_dis", "attr_acc"}
+    assert METRICS["mse"] is M.mse and METRICS["mse_irr"] is M.mse_irr and METRICS["attr_acc"] is M.attribute_accuracy
+
+
+def test_mse_and_psnr_hand_values():
+    a = torch.cat([const(0.0), const(0.0)])
+    b = torch.cat([const(0.1), const(0.3)])  # [-1, 1] differences 0.1 and 0.3
+    assert M.mse(a, b, "none").tolist() == pytest.approx([0.01, 0.09])
+    assert M.mse(a, b) == pytest.approx(0.05)
+    # On [0, 1] the differences are 0.05 and 0.15: MSE 0.0025 and 0.0225.
+    assert M.psnr(a, b, "none").tolist() == pytest.approx([10 * math.log10(400), 10 * math.log10(1 / 0.0225)])
+    assert M.psnr(a, b, "mean") == pytest.approx((26.0206 + 16.4782) / 2, abs=1e-3)
+    assert M.psnr(a, b) == pytest.approx(10 * math.log10(1 / 0.0125))  # official: MSE of the batch
+    assert M.psnr(a, a) == pytest.approx(M.PSNR_MAX_DB)
+    with pytest.raises(MetricError, match="equal shape"):
+        M.mse(a, b[:, :, :16])
+
+
+def test_ssim_closed_form_for_constant_images():
+    # Constant images: sigma terms vanish and SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1), C1 = 0.01^2.
+    m1, m2 = 0.2, 0.6
+    a, b = const(2 * m1 - 1), const(2 * m2 - 1)
+    c1 = 0.01 ** 2
+    assert M.ssim(a, b) == pytest.approx((2 * m1 * m2 + c1) / (m1 ** 2 + m2 ** 2 + c1), rel=1e-6)
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    assert M.ssim(x, x, "none").tolist() == pytest.approx([1.0, 1.0])
+    assert M.ssim(x, -x) < 0.5
+
+
+def test_lpips_random_backbone_and_missing_weights(tmp_path):
+    model = M.lpips_model("random")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    y = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    assert M.lpips_distance(x, x, model=model) == pytest.approx(0.0, abs=1e-6)
+    d = M.lpips_distance(x, y, model=model, reduction="none")
+    assert d.shape == (2,) and (d > 0).all()
+    with pytest.raises(MetricError, match="vgg16-397923af.pth"):
+        M.lpips_model("pretrained", str(tmp_path / "missing.pth"))
+
+
+# --------------------------------------------------------------------------------------------- FID
+def test_matrix_sqrt_of_known_matrices():
+    np.testing.assert_allclose(M.matrix_sqrt(np.diag([4.0, 9.0])), np.diag([2.0, 3.0]), atol=1e-12)
+    # [[1, 1], [0, 1]]^2 = [[1, 2], [0, 1]] (non-symmetric, like the product S1 S2).
+    np.testing.assert_allclose(M.matrix_sqrt(np.array([[1.0, 2.0], [0.0, 1.0]])), [[1.0, 1.0], [0.0, 1.0]],
+                               atol=1e-10)
+    rot = np.array([[0.6, -0.8], [0.8, 0.6]])
+    spd = rot @ np.diag([16.0, 0.25]) @ rot.T
+    np.testing.assert_allclose(M.matrix_sqrt(spd), rot @ np.diag([4.0, 0.5]) @ rot.T, atol=1e-10)
+
+
+def test_frechet_distance_closed_forms():
+    mu, sigma = np.array([0.5, -1.0, 2.0]), np.diag([1.0, 2.0, 3.0])
+    assert M.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    # N(0, I) vs N(1, 4I) in 3-d: |1|^2 * 3 + 3 * (1 + 4 - 2 * 2) = 6.
+    assert M.frechet_distance(np.zeros(3), np.eye(3), np.ones(3), 4 * np.eye(3)) == pytest.approx(6.0)
+    # Commuting, non-diagonal covariances: S1 = R diag(1, 4) R^T, S2 = R diag(9, 1) R^T ->
+    # Tr(S1 + S2 - 2 sqrt(S1 S2)) = 5 + 10 - 2 * (3 + 2) = 5; |(3, 4)|^2 = 25.
+    rot = np.array([[0.6, -0.8], [0.8, 0.6]])
+    s1, s2 = rot @ np.diag([1.0, 4.0]) @ rot.T, rot @ np.diag([9.0, 1.0]) @ rot.T
+    assert M.frechet_distance([0, 0], s1, [3, 4], s2) == pytest.approx(30.0)
+    assert M._frechet_own(np.zeros(2), s1, np.array([3.0, 4.0]), s2) == pytest.approx(30.0)
+    with pytest.raises(MetricError, match="do not match"):
+        M.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_fid_pipeline_with_random_feature_extractor():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, 2, 1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    seen = []
+
+    def features(x):  # pytorch-fid's convention: images in [0, 1]
+        seen.append((float(x.min()), float(x.max())))
+        with torch.no_grad():
+            return net(x)
+
+    real = torch.rand(24, 3, SIZE, SIZE) * 2 - 1
+    fake = (real + 0.3 * torch.randn_like(real)).clamp(-1, 1)
+    assert M.fid(real, real, features=features, batch_size=7) == pytest.approx(0.0, abs=1e-6)
+    assert all(lo >= 0 and hi <= 1 for lo, hi in seen)
+    with torch.no_grad():
+        fr, ff = net((real + 1) / 2).double().numpy(), net((fake + 1) / 2).double().numpy()
+    expected = M.frechet_distance(fr.mean(0), np.cov(fr, rowvar=False), ff.mean(0), np.cov(ff, rowvar=False))
+    assert expected > 0
+    assert M.fid(real, fake, features=features, batch_size=5) == pytest.approx(expected, rel=1e-6)
+
+
+def test_inception_weights_never_downloaded(tmp_path, monkeypatch):
+    import pytorch_fid.inception as pi
+    from evaluation.fid import INCEPTION_FILE, find_inception_weights, load_inception
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(MetricError, match=INCEPTION_FILE) as e:
+        find_inception_weights()
+    assert str(tmp_path / "hub" / "checkpoints") in str(e.value)
+    with pytest.raises(MetricError, match="--inception"):
+        find_inception_weights(tmp_path / "nope.pth")
+
+    def no_download(*a, **k):
+        raise AssertionError("download attempted")
+
+    monkeypatch.setattr(pi, "load_state_dict_from_url", no_download)
+    # A random state dict with the FID Inception's structure, as a local weights file.
+    inc = pi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    inc.Mixed_5b, inc.Mixed_5c, inc.Mixed_5d = (pi.FIDInceptionA(192, 32), pi.FIDInceptionA(256, 64),
+                                                pi.FIDInceptionA(288, 64))
+    inc.Mixed_6b, inc.Mixed_6c = pi.FIDInceptionC(768, 128), pi.FIDInceptionC(768, 160)
+    inc.Mixed_6d, inc.Mixed_6e = pi.FIDInceptionC(768, 160), pi.FIDInceptionC(768, 192)
+    inc.Mixed_7b, inc.Mixed_7c = pi.FIDInceptionE_1(1280), pi.FIDInceptionE_2(2048)
+    weights = tmp_path / INCEPTION_FILE
+    torch.save(inc.state_dict(), weights)
+    model = load_inception(weights, dims=64)
+    assert pi.load_state_dict_from_url is no_download  # restored after loading
+    torch.testing.assert_close(model.blocks[0][0].conv.weight, inc.Conv2d_1a_3x3.conv.weight)
+    from evaluation.fid import InceptionFeatures
+    f = InceptionFeatures(model)(torch.rand(2, 3, SIZE, SIZE))
+    assert f.shape == (2, 64)
+
+
+# ----------------------------------------------------------------------------------- editing metrics
+def test_metric_boxes_are_the_official_256_regions():
+    assert M.metric_boxes(256) == ((68, 90, 121, 137), (134, 90, 187, 137), (92, 132, 163, 175),
+                                   (87, 172, 168, 217))
+
+
+def test_mse_irr_zero_inside_box_exact_outside():
+    torch.manual_seed(1)
+    src = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    x0, y0, x1, y1 = M.metric_boxes(SIZE)[3]  # mouth
+    inside = src.clone()
+    inside[..., y0:y1, x0:x1] += 0.7
+    assert M.mse_irr(src, inside, "mouth") == 0.0
+    assert M.mse_irr(src, inside, ["mouth", "nose"]) == 0.0
+    assert M.mse_irr(src, inside, "eyes") > 0  # the mouth box is not zeroed for an eye edit
+    outside = src.clone()
+    outside[..., 0:4, 0:4] += 0.5  # top-left corner, outside every box
+    # 4 x 4 pixels x 3 channels of 0.5^2 over all 3 x 32 x 32 values.
+    assert M.mse_irr(src, outside, "mouth") == pytest.approx(4 * 4 * 3 * 0.25 / (3 * SIZE * SIZE))
+    assert M.mse_irr(src, outside, "all", "none").tolist() == pytest.approx([1 / 256, 1 / 256])
+    with pytest.raises(MetricError, match="unknown component"):
+        M.mse_irr(src, outside, "ears")
+
+
+def test_ifg_with_tiny_discriminators(tmp_path):
+    class MeanD(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x):
+            return self.scale * x.mean((1, 2, 3))[:, None]
+
+    assert M.ifg(MeanD(), const(0.5, 3), const(0.0, 3)) == pytest.approx(1.0)
+    assert M.ifg(MeanD(), const(-0.25, 2), const(0.25, 2)) == pytest.approx(-1.0)
+
+    from evaluation.discriminators import StyleGAN2Discriminator, load_discriminator
+    from model.config import DiscriminatorConfig
+    from model.convert import own_to_official
+    from model.networks import Discriminator
+
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(SIZE, channel_base=256, channel_max=32)).eval()
+    e, s = torch.rand(4, 3, SIZE, SIZE) * 2 - 1, torch.rand(4, 3, SIZE, SIZE) * 2 - 1
+    with torch.no_grad():
+        expected = float(d(e).mean() - d(s).mean())
+    assert M.ifg(d, e, s, batch_size=3) == pytest.approx(expected, abs=1e-6)
+    # Larger inputs are resized to the discriminator's size.
+    big = torch.nn.functional.interpolate(e, size=64, mode="nearest")
+    assert M.discriminator_scores(d, big).shape == (4,) and M.ifg(d, big, big) == 0.0
+
+    # A StyleGAN2 (rosinality layout) discriminator file round-trips.
+    sg = StyleGAN2Discriminator(DiscriminatorConfig(SIZE, channel_base=256, channel_max=32)).eval()
+    torch.save({"d": dict(own_to_official(sg))}, tmp_path / "sg2.pt")
+    loaded = load_discriminator(tmp_path / "sg2.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(e), sg(e))
+    with pytest.raises(MetricError, match="holds no discriminator"):
+        torch.save({"x": torch.zeros(1)}, tmp_path / "none.pt")
+        load_discriminator(tmp_path / "none.pt")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace is deprecated, still supported
+def test_arc_dis_with_tiny_backbone(tmp_path):
+    from evaluation.arcface import ArcFaceEmbedder, IResNet, load_arcface
+
+    torch.manual_seed(0)
+    net = IResNet((1, 1, 1, 1), num_features=16, width=4, input_size=32).eval()
+    emb = ArcFaceEmbedder(net)
+    x = torch.rand(3, 3, SIZE, SIZE) * 2 - 1
+    y = torch.rand(3, 3, SIZE, SIZE) * 2 - 1
+    assert M.arc_dis(emb, x, x) == pytest.approx(0.0, abs=1e-6)
+    ex, ey = emb(x).double(), emb(y).double()
+    per = 1 - (ex * ey).sum(1)  # embeddings are unit vectors
+    assert M.arc_dis(emb, x, y) == pytest.approx(float(per.mean()), rel=1e-5)
+    detector = lambda imgs: torch.tensor([True, False, True])  # noqa: E731 - finds faces 0 and 2
+    assert M.arc_dis(emb, x, y, detector=detector) == pytest.approx(float(per[[0, 2]].mean()), rel=1e-5)
+    assert math.isnan(M.arc_dis(emb, x, y, detector=lambda imgs: torch.zeros(3, dtype=torch.bool)))
+    # state_dict and TorchScript files.
+    torch.save(net.state_dict(), tmp_path / "backbone.pth")
+    torch.testing.assert_close(load_arcface(tmp_path / "backbone.pth")(x), emb(x))
+    torch.jit.trace(net, torch.rand(2, 3, 32, 32)).save(str(tmp_path / "arc.ts"))
+    torch.testing.assert_close(ArcFaceEmbedder(torch.jit.load(str(tmp_path / "arc.ts")), 32)(x), emb(x))
+    with pytest.raises(MetricError, match="Arc-dis needs an ArcFace model: pass --arcface"):
+        load_arcface(None)
+    with pytest.raises(MetricError, match="not found"):
+        load_arcface(tmp_path / "missing.pth")
+
+
+def test_attribute_accuracy_and_classifier_file(tmp_path):
+    from evaluation.attr_classifier import AttributeClassifier, load_classifier, main, save_classifier
+
+    class Fixed:
+        attribute_names = ("Smiling", "Male")
+
+        def predict(self, images):
+            return torch.tensor([[True, False], [True, True], [False, False], [True, False]])
+
+    x = torch.zeros(4, 3, SIZE, SIZE)
+    assert M.attribute_accuracy(Fixed(), x, "Smiling") == 0.75
+    assert M.attribute_accuracy(Fixed(), x, "male", target=False) == 0.75
+    with pytest.raises(MetricError, match="no attribute 'Young'"):
+        M.attribute_accuracy(Fixed(), x, "Young")
+
+    clf = AttributeClassifier(SIZE, width=4, max_width=8, hidden=8)
+    save_classifier(clf, tmp_path / "c.pt")
+    raw = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert raw["format"] == "iafaces-attr-classifier/1" and raw["arch"]["size"] == SIZE
+    again = load_classifier(tmp_path / "c.pt")
+    x = torch.rand(3, 3, 64, 64) * 2 - 1  # resized to the classifier's size
+    torch.testing.assert_close(again.predict_proba(x), clf.eval().predict_proba(x))
+    assert again.predict(x).dtype == torch.bool and again.predict(x).shape == (3, 15)
+    # The training command (tiny settings).
+    assert main(["--size", "32", "--num", "16", "--num_val", "8", "--epochs", "1", "--batch_size", "8",
+                 "--width", "4", "--out", str(tmp_path / "t.pt")]) == 0
+    info = torch.load(tmp_path / "t.pt", weights_only=True)
+    assert set(info["val_accuracy"]) == set(again.attribute_names) and info["data"]["train_ids"] == [0, 16]
+
+
+# ------------------------------------------------------------------------------------- compare CLI
+def _write(folder: Path, name: str, value: int, size: int = SIZE, box=None, box_value=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    a = np.full((size, size, 3), value, np.uint8)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        a[y0:y1, x0:x1] = box_value
+    Image.fromarray(a).save(folder / name)
+
+
+def test_compare_cli_values_and_errors(tmp_path, capsys, monkeypatch):
+    from evaluation.compare import main
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    mouth = M.metric_boxes(SIZE)[3]
+    for stem in ("a", "b", "c"):
+        _write(real, f"{stem}.png", 100)
+    _write(fake, "a.png", 110)
+    _write(fake, "b.jpg", 110)  # pairs by stem across formats (JPEG keeps flat colours exact)
+    _write(fake, "d.png", 110)  # no counterpart
+    out = tmp_path / "r.json"
+    assert main(["--real", str(real), "--fake", str(fake), "--metrics", "mse,psnr,ssim", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["pairs"] == 2
+    d = 10 / 127.5
+    assert res["metrics"]["mse"] == pytest.approx(d * d, rel=1e-6)
+    assert res["metrics"]["psnr"] == pytest.approx(20 * math.log10(25.5), rel=1e-6)
+    m1, m2, c1 = 100 / 255, 110 / 255, 1e-4
+    assert res["metrics"]["ssim"] == pytest.approx((2 * m1 * m2 + c1) / (m1 ** 2 + m2 ** 2 + c1), rel=1e-5)
+    assert "no counterpart" in capsys.readouterr().err
+
+    # An edit confined to the mouth box: MSE_irr 0 for mouth, > 0 when the nose is named.
+    src, edit = tmp_path / "src", tmp_path / "edit"
+    _write(src, "x.png", 90)
+    _write(edit, "x.png", 90, box=mouth, box_value=200)
+    assert main(["--real", str(src), "--fake", str(edit), "--components", "mouth", "--metrics", "mse",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["metrics"]
+    assert res["mse_irr"] == 0.0 and res["mse"] > 0
+    assert main(["--real", str(src), "--fake", str(edit), "--metrics", "mse_irr", "--components", "nose",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"]["mse_irr"] > 0
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    for argv, msg in (
+            (["--metrics", "mse,sharpness"], "unknown metric 'sharpness'"),
+            (["--metrics", "mse_irr"], "needs --components"),
+            (["--metrics", "fid"], "pt_inception-2015-12-05-6726825d.pth"),
+            (["--metrics", "arc_dis"], "Arc-dis needs an ArcFace model"),
+            (["--metrics", "ifg"], "--discriminator"),
+            (["--components", "ears"], "unknown component 'ears'")):
+        capsys.readouterr()
+        assert main(["--real", str(real), "--fake", str(fake)] + argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and msg in err[0], (argv, err)
+    capsys.readouterr()
+    assert main(["--real", str(tmp_path / "nowhere"), "--fake", str(fake)]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--real", str(empty), "--fake", str(fake)]) == 2
+    assert "counterpart" in capsys.readouterr().err
+    # The real command: exit status 2 and no traceback.
+    proc = subprocess.run([sys.executable, "-m", "evaluation.compare", "--real", str(empty), "--fake", str(fake)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+# ------------------------------------------------------------------------------------- benchmark
+def _tiny_cfg(arch="iafaces"):
+    from model.config import build_model_config
+    return build_model_config(arch, encoder={"size": SIZE, "channel": 8, "channel_max": 32, "content_channels": 32,
+                                             "comp_dim": 16},
+                              generator={"channel_base": 512, "channel_max": 32},
+                              discriminator={"channel_base": 256, "channel_max": 32})
+
+
+@pytest.mark.parametrize("arch", ["iafaces", "one_code"])
+def test_benchmark_end_to_end_tiny(arch, tmp_path, capsys):
+    from evaluation.attr_classifier import AttributeClassifier, save_classifier
+    from evaluation.synth_benchmark import main
+    from model import build_networks
+    from model.checkpoint import save_model_checkpoint
+
+    torch.manual_seed(0)
+    cfg = _tiny_cfg(arch)
+    E, G, D = build_networks(cfg)
+    ckpt = tmp_path / "ckpt" / "tiny.pth"
+    splits = {"size": SIZE, "seed": 0, "num_train": 200, "num_val": 10, "num_test": 20}
+    save_model_checkpoint(ckpt, E, G, cfg, config={"data_set": {"type": "SynthFaces", "args": splits}},
+                          discriminator=D)
+    save_classifier(AttributeClassifier(SIZE, width=4, max_width=8, hidden=8), tmp_path / "clf.pt")
+    out = tmp_path / "out"
+    assert main(["--resume", str(ckpt), "--num", "8", "--out", str(out), "--classifier", str(tmp_path / "clf.pt"),
+                 "--num_label_faces", "60", "--device", "cpu", "--grid_rows", "3", "--batch_size", "8"]) == 0
+    printed = capsys.readouterr().out
+    r = json.loads((out / "results.json").read_text())
+    assert r["setup"]["arch"] == arch
+    assert r["setup"]["first_id"] == 210 and r["setup"]["last_id"] == 217  # the test split, after 200 + 10
+    rec = r["reconstruction"]
+    assert rec["num"] == 8 and math.isfinite(rec["psnr"]) and 0 < rec["mse"] < 4 and -1 <= rec["ssim"] <= 1
+    assert set(r["transfer"]) == {"l_eye", "r_eye", "eyes", "nose", "mouth"}
+    for comp, row in r["transfer"].items():
+        assert row["no_edit"]["mse_irr"] == 0 and row["paste"]["mse_irr"] == 0 and row["paste_real"]["mse_irr"] == 0
+        assert row["model"]["in_box_error"] > 0 and row["model"]["ifg"] is not None
+        assert row["paste_real"]["out_box_error"] < 1e-3  # the ground truth equals the target outside the box
+    assert set(r["attributes"]) == {"mouth_open", "beard", "bushy", "bags", "arched", "narrow_eyes", "male"}
+    done = [row for row in r["attributes"].values() if row["num"]]
+    assert done and all(0 <= row["success"] <= 1 and 0 <= row["others_kept"] <= 1 for row in done)
+    assert set(r["single_eye"]) == {"Left_Eye_Closed", "Right_Eye_Closed"}
+    assert all(isinstance(t["met"], bool) for t in r["targets"]) and len(r["targets"]) >= 11
+    md = (out / "report.md").read_text()
+    assert "## Paper targets" in md and "not met" in md and md.strip() in printed
+    grids = sorted(p.name for p in out.glob("grid_*.png"))
+    assert "grid_reconstruction.png" in grids and "grid_transfer_mouth.png" in grids and len(grids) >= 8
+    with Image.open(out / "grid_transfer_mouth.png") as im:
+        assert im.size[0] > 6 * SIZE  # six columns
+    assert (ckpt.parent / "boundaries" / "tiny" / "Mouth_Slightly_Open.pt").is_file()
+    capsys.readouterr()
+    assert main(["--resume", str(ckpt), "--num", "50", "--classifier", str(tmp_path / "clf.pt")]) == 2
+    assert "test split of this checkpoint has 20 faces" in capsys.readouterr().err
+    assert main(["--resume", str(ckpt), "--num", "4", "--classifier", str(tmp_path / "clf.pt"), "--out",
+                 str(tmp_path / "o2"), "--boundary_dir", str(tmp_path / "b2")]) == 2
+    assert "--num_label_faces 2000 is too many" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- one_code
+def test_one_code_arch_content_is_input_independent(tmp_path):
+    from model import build_networks
+    from model.checkpoint import load_models, save_model_checkpoint
+    from model.config import ARCHITECTURES, ConfigError, build_model_config
+    from model.one_code import OneCodeEncoder
+
+    assert ARCHITECTURES["one_code"][1] is False  # scalable, not official
+    cfg = _tiny_cfg("one_code")
+    E, G, D = build_networks(cfg)
+    assert isinstance(E, OneCodeEncoder) and cfg.arch == "one_code"
+    x = torch.rand(3, 3, SIZE, SIZE) * 2 - 1
+    content, comps = E(x)
+    content2, comps2 = E(-x, torch.zeros(3, 1, SIZE, SIZE))
+    assert content.shape == (3, 32, 4, 4) and comps.shape == (3, 4, 16)
+    torch.testing.assert_close(content, content2, rtol=0, atol=0)
+    torch.testing.assert_close(content[0], content[2], rtol=0, atol=0)
+    assert not torch.allclose(comps, comps2)
+    y = G(content, comps)
+    assert y.shape == (3, 3, SIZE, SIZE)
+    y.square().mean().backward()
+    assert E.content.grad is not None and E.content.grad.abs().sum() > 0  # learned constant
+    save_model_checkpoint(tmp_path / "oc.pth", E, G, cfg)
+    m = load_models(tmp_path / "oc.pth", device="cpu")
+    assert isinstance(m.encoder, OneCodeEncoder)
+    with pytest.raises(ConfigError, match="component_channels"):
+        build_networks(build_model_config("one_code", encoder={"size": SIZE, "component_channels": 8}))
+
+
+def test_one_code_trains_with_train_py(tmp_path, monkeypatch):
+    import train
+
+    cfg = json.loads((ROOT / "configs" / "synthfaces_one_code.json").read_text())
+    assert cfg["model_arch"] == "one_code"
+    base = json.loads((ROOT / "configs" / "synthfaces.json").read_text())
+    assert {k: v for k, v in cfg.items() if k not in ("model_arch", "exp_id", "description")} == \
+        {k: v for k, v in base.items() if k not in ("model_arch", "exp_id", "description")}
+    cfg.update({
+        "exp_id": "oc",
+        "encoder": {"type": "Encoder", "args": {"size": SIZE, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                                "content_channels": 32, "comp_dim": 16}},
+        "generator": {"type": "Generator", "args": {"channel_base": 512, "channel_max": 32}},
+        "discriminator": {"type": "Discriminator", "args": {"channel_base": 256, "channel_max": 32}},
+        "data_set": {"type": "SynthFaces", "args": {"size": SIZE, "seed": 1, "num_train": 8, "num_val": 4,
+                                                    "num_test": 4}},
+        "data_loader": {"batch_size": 2, "num_workers": 0, "num_val_samples": 4},
+        "loss": {"p_loss_weight": 0, "d_reg_every": 2, "r1": 1},
+        "trainer": {"epochs": 1, "update_ckpt": 0, "save_period": 0, "val_period": 1, "log_period": 1,
+                    "vis_period": 0, "verbosity": 0, "tensorboard": False}})
+    path = tmp_path / "oc.json"
+    path.write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["-c", str(path), "--iters", "1", "--device", "cpu", "--save_dir", "s", "--run_id", "r"]) == 0
+    state = torch.load(tmp_path / "s/models/oc/r/latest.pth", weights_only=True)
+    assert state["model_config"]["arch"] == "one_code"
+    # The constant content moved in the training step (E) and only a little in its EMA.
+    assert not torch.equal(state["encoder"]["content"], state["e_ema"]["content"])
+    for n in ("synthfaces_cam", "synthfaces_cam_official"):
+        other = json.loads((ROOT / "configs" / f"{n}.json").read_text())
+        assert other["model_arch"] == "iafaces_cam"
+        assert other["generator"]["args"]["cam_placement"] == ("official" if n.endswith("official") else "aligned")
