@@ -19,6 +19,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args(argv)
+    from utils.malloc import tune_malloc
+
+    tune_malloc()  # as every command of the project does (utils.cli.main_guard)
     dev = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     cfg = build_model_config(args.arch)
