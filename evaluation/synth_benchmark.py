@@ -378,7 +378,9 @@ def to_markdown(r: dict) -> str:
     """The report: setup, reconstruction, transfer, attributes, single eye, targets."""
     s = r["setup"]
     lines = [f"# SynthFaces benchmark: {s['checkpoint']}", "",
-             f"Model `{s['arch']}` at {s['size']} px; {s['num']} held-out SynthFaces faces (seed {s['data_seed']}, "
+             f"Model `{s['arch']}` at {s['size']} px"
+             + (f" after {s['iteration']} training iterations" if s.get("iteration") else "")
+             + f"; {s['num']} held-out SynthFaces faces (seed {s['data_seed']}, "
              f"ids {s['first_id']}..{s['last_id']}, test split). Errors are MSE on [-1, 1]; box errors use the "
              f"metric boxes at {s['size']} px. Attribute labels of edits come from the classifier "
              f"`{s['classifier']}`; IFG from {s['discriminator'] or 'no discriminator (not reported)'}.", ""]
@@ -517,7 +519,8 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
                       Path(args.boundary_dir) if args.boundary_dir else default_boundary_dir(ckpt), D,
                       args.eye_strength, args.strength_scale, args.grid_rows, setup, log)
     bench.results["setup"] = {
-        "checkpoint": str(ckpt), "arch": models.model_config.arch, "size": editor.size, "num": args.num,
+        "checkpoint": str(ckpt), "arch": models.model_config.arch, "iteration": models.iteration,
+        "size": editor.size, "num": args.num,
         "data_seed": setup["seed"], "splits": setup["splits"], "first_id": bench.ids[0], "last_id": bench.ids[-1],
         "trained_on_synthfaces": setup["trained_on_synthfaces"], "classifier": getattr(clf, "path", None),
         "discriminator": d_name, "num_label_faces": args.num_label_faces, "eye_strength": args.eye_strength,

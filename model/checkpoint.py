@@ -69,6 +69,7 @@ class LoadedModels:
     source: str  # "project" or "official"
     path: str
     device: torch.device
+    iteration: Optional[int] = None  # training iterations behind the weights, when the file records them
 
 
 def read_checkpoint(path: PathLike) -> tuple[dict, str]:
@@ -125,7 +126,9 @@ def load_models(path: PathLike, device: Union[str, torch.device] = "auto", discr
     nets = [n for n in (enc, gen, disc) if n is not None]
     for n in nets:
         n.to(dev).eval().requires_grad_(False)
-    return LoadedModels(enc, gen, disc, mcfg, dict(payload.get("config") or {}), source, path, dev)
+    it = payload.get("iteration")
+    return LoadedModels(enc, gen, disc, mcfg, dict(payload.get("config") or {}), source, path, dev,
+                        int(it) if isinstance(it, (int, float)) and not isinstance(it, bool) else None)
 
 
 def _load_strict(net: nn.Module, state: dict, path: str, what: str) -> None:

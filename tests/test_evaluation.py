@@ -391,6 +391,19 @@ def test_benchmark_end_to_end_tiny(arch, tmp_path, capsys):
     with Image.open(out / "grid_transfer_mouth.png") as im:
         assert im.size[0] > 6 * SIZE  # six columns
     assert (ckpt.parent / "boundaries" / "tiny" / "Mouth_Slightly_Open.pt").is_file()
+    # The comparison table summarises the run: one row per results file.
+    from evaluation import bench_table
+    capsys.readouterr()
+    assert bench_table.main([str(out), str(out / "results.json"), "--labels", "a,b", "--out", str(tmp_path / "t.md")]) == 0
+    table = (tmp_path / "t.md").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith(f"| a | `{arch}` |") and table[3].startswith(f"| b | `{arch}` |")
+    assert f"| {rec['psnr']:.2f} |" in table[2]
+    s = bench_table.summarize(r)
+    assert s["transfer_in_box"] == pytest.approx(np.mean([row["model"]["in_box_error"] for row in r["transfer"].values()]))
+    assert s["targets_met"] == sum(t["met"] for t in r["targets"]) and s["targets"] == len(r["targets"])
+    assert bench_table.main([str(tmp_path / "nope")]) == 2
+    assert "no benchmark results" in capsys.readouterr().err
+    assert bench_table.main([str(out), "--labels", "a,b"]) == 2
     capsys.readouterr()
     assert main(["--resume", str(ckpt), "--num", "50", "--classifier", str(tmp_path / "clf.pt")]) == 2
     assert "test split of this checkpoint has 20 faces" in capsys.readouterr().err
