@@ -11,12 +11,37 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+def _find_reference() -> Path:
+    """``shared/reference`` beside the repository; for a clone of a local checkout (CI clones main
+    elsewhere), beside the checkout it was cloned from; ``IAFACES_REFERENCE`` overrides both."""
+    import os
+    import subprocess
+
+    if os.environ.get("IAFACES_REFERENCE"):
+        return Path(os.environ["IAFACES_REFERENCE"])
+    here = ROOT.parent / "shared" / "reference"
+    if here.is_dir():
+        return here
+    try:
+        origin = subprocess.run(["git", "-C", str(ROOT), "config", "remote.origin.url"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        beside_origin = Path(origin).resolve().parent / "shared" / "reference"
+        if beside_origin.is_dir():
+            return beside_origin
+    return here
+
+
+REFERENCE = _find_reference()
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    assert REFERENCE.is_dir(), f"reference data not found at {REFERENCE} (it sits beside the repository)"
+    assert REFERENCE.is_dir(), f"reference data not found at {REFERENCE} (it sits beside the repository; or set IAFACES_REFERENCE)"
     return REFERENCE
 
 

@@ -15,12 +15,13 @@ from data_loader.augment import side_swap_pairs, train_augment
 from data_loader.image_datasets import (CelebAHQDataset, FFHQDataset, ImageFolderDataset, parse_image_size,
                                         split_file_names, split_list_path)
 from data_loader.masks import random_irregular_mask
+from conftest import REFERENCE
 from data_loader.registry import DATASETS, build_dataset, parse_dataset_spec
 from model.config import ConfigError
 from utils.image_io import ImageError
 
 REPO = Path(__file__).resolve().parents[1]
-SPLITS = REPO.parent / "shared/reference/splits"
+SPLITS = REFERENCE / "splits"
 
 
 # ---------------------------------------------------------------------------------------------

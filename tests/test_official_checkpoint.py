@@ -26,6 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conftest import REFERENCE  # noqa: E402
+
 from utils.official_checkpoint import (  # noqa: E402
     CheckpointError,
     ConfigParserState,
@@ -35,14 +37,14 @@ from utils.official_checkpoint import (  # noqa: E402
     load_official_checkpoint,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared/reference/official_checkpoint_format_sample.pth"
+SAMPLE = REFERENCE / "official_checkpoint_format_sample.pth"
 
 
 @pytest.fixture(scope="module")
 def sample_path() -> Path:
     assert SAMPLE.is_file(), (
         f"reference sample {SAMPLE} is missing; it ships with the shared reference data "
-        f"(<repo>/../shared/reference/) and must be present"
+        f"(<repo>/../shared/reference/, or IAFACES_REFERENCE) and must be present"
     )
     return SAMPLE
 
