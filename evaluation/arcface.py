@@ -16,7 +16,6 @@ Faces that a detector does not find can be excluded with ``detector`` in
 """
 from __future__ import annotations
 
-import warnings
 import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -28,7 +27,7 @@ from torch import Tensor
 
 from model.boxes import CANONICAL_BOXES, REFERENCE_SIZE
 
-from .metrics import MetricError
+from .metrics import MetricError, load_torchscript
 
 ARCFACE_INPUT = 112
 # Eye centres of insightface's 112x112 five-point alignment template (arcface_src).
@@ -183,13 +182,9 @@ def load_arcface(path: Optional[Union[str, Path]], device="cpu") -> ArcFaceEmbed
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"ArcFace weights not found: {path} ({NO_BACKEND.split(': ', 1)[1]})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
-            net = torch.jit.load(str(path), map_location=device)
-        return ArcFaceEmbedder(net.eval())
-    except (RuntimeError, ValueError):
-        pass
+    net = load_torchscript(path, device)
+    if net is not None:
+        return ArcFaceEmbedder(net)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001

@@ -12,7 +12,6 @@ Every file is read with torch's safe loader (``utils.official_checkpoint.load_ch
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,7 +22,7 @@ from model.config import DiscriminatorConfig
 from model.layers import ConvLayer
 from model.networks import Discriminator, _check_image
 
-from .metrics import MetricError
+from .metrics import MetricError, load_torchscript
 
 
 class StyleGAN2Discriminator(Discriminator):
@@ -80,20 +79,15 @@ def load_discriminator(path: Union[str, Path], device="cpu") -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"discriminator file not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
-            net = torch.jit.load(str(path), map_location=device)
-        return net.eval()
-    except (RuntimeError, ValueError):
-        pass
+    net = load_torchscript(path, device)
+    if net is not None:
+        return net
     try:
         raw = load_checkpoint_file(path)
     except CheckpointError as e:
         raise MetricError(f"cannot use {path} as a discriminator: {e}") from None
     if isinstance(raw, dict) and (raw.get("format") == FORMAT or is_official_checkpoint(raw)):
-        d = load_models(path, device=device, discriminator=True).discriminator
-        return d
+        return load_models(path, device=device, discriminator=True).discriminator
     state: Optional[dict] = None
     if isinstance(raw, dict) and isinstance(raw.get("d"), dict):
         state = raw["d"]
@@ -102,5 +96,5 @@ def load_discriminator(path: Union[str, Path], device="cpu") -> torch.nn.Module:
     if state is None:
         raise MetricError(f"{path} holds no discriminator: give a checkpoint with one, a StyleGAN2 (rosinality) "
                           "file with a 'd' state_dict, or a TorchScript module")
-    net = StyleGAN2Discriminator.from_state_dict({k: v for k, v in state.items()}, f"{path}: d")
+    net = StyleGAN2Discriminator.from_state_dict(dict(state), f"{path}: d")
     return net.to(device).eval().requires_grad_(False)

@@ -45,6 +45,17 @@ class MetricError(UserError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def load_torchscript(path, device="cpu") -> Optional[torch.nn.Module]:
+    """The TorchScript module in ``path`` (eval mode) for user-supplied metric networks, or None
+    when the file is not a TorchScript archive."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
+            return torch.jit.load(str(path), map_location=device).eval()
+    except (RuntimeError, ValueError):
+        return None
+
+
 def _pair(a: Tensor, b: Tensor, what: str = "images") -> tuple[Tensor, Tensor]:
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.ndim == 3:

@@ -231,8 +231,7 @@ class Benchmark:
         self.results["transfer"] = out
 
     def run_attributes(self) -> None:
-        from data_loader import synthfaces as sf
-        from utils.editing import PRESETS, Editor
+        from utils.editing import PRESETS
 
         out = {}
         for key, preset in PRESETS.items():
@@ -250,24 +249,35 @@ class Benchmark:
                 row["note"] = "no held-out face lacks the target label"
                 out[key] = row
                 continue
-            b = self.boundary(attr)
-            row["boundary_val_accuracy"] = [float(v) for v in b.val_accuracy]
-            z_edit = Editor.apply_direction(self.z[sel], b, strength, preset.components)
-            edited = self.ed.decode(self.content[sel], z_edit)
-            gt_f = [sf.flip_attribute(self.factors[k], attr, target) for k in sel]
-            row.update(self._edit_scores(sel, edited, gt_f, a, target, preset.components))
+            scores, edited, gt, _ = self._attribute_edit(sel, attr, target, strength, preset.components)
+            row.update(scores)
             row["seconds"] = round(time.time() - t, 1)
             out[key] = row
-            self.grid(f"attribute_{key}", [self.x[sel], self.recon[sel], render_images(gt_f, self.size), edited],
+            self.grid(f"attribute_{key}", [self.x[sel], self.recon[sel], gt, edited],
                       f"{key} ({attr} on {preset.components}, strength {strength:g}): input | reconstruction | "
                       "ground truth | edit")
         self.results["attributes"] = out
 
-    def _edit_scores(self, sel, edited, gt_f, a: int, target: bool, comps: str) -> dict:
+    def _attribute_edit(self, sel: list[int], attr: str, target: bool, strength: float, comps: str):
+        """Move faces ``sel`` along ``attr``'s boundary on ``comps`` and score the edit against the
+        ground truth (the faces with ``attr`` set to ``target``) -> (scores, edited, ground truth,
+        classifier labels of the edits)."""
+        from data_loader import synthfaces as sf
+        from utils.editing import Editor
+
+        b = self.boundary(attr)
+        edited = self.ed.decode(self.content[sel], Editor.apply_direction(self.z[sel], b, strength, comps))
+        gt_f = [sf.flip_attribute(self.factors[k], attr, target) for k in sel]
         gt = render_images(gt_f, self.size)
-        gt_labels = label_matrix(gt_f)
+        pred_e = self.predict(edited)
+        scores = {"boundary_val_accuracy": [float(v) for v in b.val_accuracy],
+                  **self._edit_scores(sel, edited, gt, label_matrix(gt_f), pred_e, self.attr_names.index(attr),
+                                      target, comps)}
+        return scores, edited, gt, pred_e
+
+    def _edit_scores(self, sel, edited, gt, gt_labels, pred_e, a: int, target: bool, comps: str) -> dict:
         src = self.recon[sel]
-        pred_e, pred_r = self.predict(edited), self.pred_recon[sel]
+        pred_r = self.pred_recon[sel]
         others = np.ones_like(gt_labels, dtype=bool)
         others[:, a] = False
         others &= gt_labels == self.labels[sel]  # attributes that the ground-truth flip keeps
@@ -288,31 +298,23 @@ class Benchmark:
         }
 
     def run_single_eye(self) -> None:
-        from data_loader import synthfaces as sf
-        from utils.editing import Editor
-
         out = {}
         li, ri = self.attr_names.index("Left_Eye_Closed"), self.attr_names.index("Right_Eye_Closed")
         sel = [k for k in range(len(self.ids)) if not self.labels[k, li] and not self.labels[k, ri]]
         for attr, comp, other in SINGLE_EYE:
             t = time.time()
-            a, o = self.attr_names.index(attr), self.attr_names.index(other)
+            o = self.attr_names.index(other)
             row = {"component": comp, "other": other, "strength": self.eye_strength, "num": len(sel)}
             if not sel:
                 row["note"] = "no held-out face has both eyes open"
                 out[attr] = row
                 continue
-            b = self.boundary(attr)
-            row["boundary_val_accuracy"] = [float(v) for v in b.val_accuracy]
-            edited = self.ed.decode(self.content[sel], Editor.apply_direction(self.z[sel], b, self.eye_strength, comp))
-            gt_f = [sf.flip_attribute(self.factors[k], attr, True) for k in sel]
-            scores = self._edit_scores(sel, edited, gt_f, a, True, comp)
-            pred_e = self.predict(edited)
+            scores, edited, gt, pred_e = self._attribute_edit(sel, attr, True, self.eye_strength, comp)
             scores["other_kept"] = float((pred_e[:, o] == self.pred_recon[sel][:, o]).mean())
             row.update(scores)
             row["seconds"] = round(time.time() - t, 1)
             out[attr] = row
-            self.grid(f"single_eye_{comp}", [self.x[sel], self.recon[sel], render_images(gt_f, self.size), edited],
+            self.grid(f"single_eye_{comp}", [self.x[sel], self.recon[sel], gt, edited],
                       f"{attr} on {comp} only (strength {self.eye_strength:g}): input | reconstruction | ground truth "
                       "| edit")
         self.results["single_eye"] = out

@@ -155,6 +155,22 @@ def test_inception_weights_never_downloaded(tmp_path, monkeypatch):
     assert f.shape == (2, 64)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace is deprecated, still supported
+def test_load_torchscript_only_accepts_torchscript(tmp_path):
+    from evaluation.discriminators import load_discriminator
+
+    net = nn.Sequential(nn.Conv2d(3, 1, 3), nn.Flatten(), nn.LazyLinear(1))
+    x = torch.rand(2, 3, SIZE, SIZE)
+    net(x)
+    torch.jit.trace(net, x).save(str(tmp_path / "d.ts"))
+    loaded = M.load_torchscript(tmp_path / "d.ts")
+    assert loaded is not None and not loaded.training
+    torch.testing.assert_close(loaded(x), net(x))
+    torch.testing.assert_close(load_discriminator(tmp_path / "d.ts")(x), net(x))  # IFG's TorchScript route
+    torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
+    assert M.load_torchscript(tmp_path / "plain.pt") is None
+
+
 # ----------------------------------------------------------------------------------- editing metrics
 def test_metric_boxes_are_the_official_256_regions():
     assert M.metric_boxes(256) == ((68, 90, 121, 137), (134, 90, 187, 137), (92, 132, 163, 175),
