@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import sys
 
+from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
+from editing import (PRESETS, BoundaryError, LabelSource, component_indices, component_label, default_boundary_dir,
+                     default_label_source, find_stored, get_boundary)
+from editing.cli import (GridWriter, ImageLoader, add_common_args, batched, check_unique_stems, collect_inputs,
+                         open_editor, output_dir, parse_strengths, strength_tag)
 from model.boxes import COMPONENTS
-from utils.boundaries import (BoundaryError, LabelSource, default_boundary_dir, default_label_source, find_stored,
-                              get_boundary)
-from utils.cli import UserError, main_guard
-from utils.editing import (PRESETS, ArgumentParser, GridWriter, ImageLoader, add_common_args, batched,
-                           check_unique_stems, collect_inputs, component_indices, component_label, open_editor,
-                           output_dir, parse_strengths, progress, strength_tag)
+from utils.cli import ArgumentParser, main_guard, progress
+from utils.errors import UserError
 from utils.image_io import save_image
 
 DEFAULT_STRENGTH = 3.0
@@ -60,7 +61,6 @@ def build_parser() -> ArgumentParser:
 
 def default_components(attribute: str):
     """Components of a (CelebA-style) attribute, from the SynthFaces attribute table."""
-    from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
     for name, comps in ATTRIBUTE_COMPONENTS.items():
         if name.lower() == attribute.lower() and comps:
             return ",".join(comps)

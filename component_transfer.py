@@ -14,9 +14,10 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from utils.cli import UserError, main_guard
-from utils.editing import (ArgumentParser, Editor, GridWriter, ImageLoader, add_common_args,
-                           collect_inputs, component_indices, component_label, open_editor, output_dir, progress)
+from editing import Editor, component_indices, component_label
+from editing.cli import GridWriter, ImageLoader, add_common_args, collect_inputs, open_editor, output_dir
+from utils.cli import ArgumentParser, main_guard, progress
+from utils.errors import UserError
 from utils.image_io import save_image
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from utils.cli import main_guard
-from utils.editing import (ArgumentParser, GridWriter, ImageLoader, add_common_args, batched, check_unique_stems,
-                           collect_inputs, open_editor, output_dir, progress)
+from editing.cli import (GridWriter, ImageLoader, add_common_args, batched, check_unique_stems, collect_inputs,
+                         open_editor, output_dir)
+from utils.cli import ArgumentParser, main_guard, progress
 from utils.image_io import save_image
 
 

@@ -20,12 +20,14 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from data_loader.registry import build_dataset
 from model.checkpoint import read_checkpoint
-from model.config import ConfigError
 from trainer.base_trainer import DistInfo
 from trainer.config import TrainConfig, load_config, parse_config
-from utils.cli import UserError, main_guard
+from trainer.iafaces_trainer import IAFacesTrainer
+from utils.cli import main_guard
 from utils.device import resolve_device
+from utils.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +79,6 @@ def run_dirs(cfg: TrainConfig, payload: Optional[dict], run_id: str) -> tuple[Pa
 def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Optional[dict], run_id: str,
            device_type: str, launched: bool) -> dict:
     """One training process (rank = local_rank for single-machine spawns)."""
-    from data_loader.registry import build_dataset
-    from trainer.iafaces_trainer import IAFacesTrainer
-
     if world_size > 1:
         if launched:
             rank = int(os.environ["RANK"])
@@ -99,8 +98,8 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
     if device_type == "cuda":
         torch.cuda.manual_seed_all(cfg.seed + rank)
     info = DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
-    train_set = build_dataset(_spec(cfg.data_set), "train")
-    val_set = build_dataset(_spec(cfg.data_set), "val")
+    train_set = build_dataset(cfg.data_set, "train")
+    val_set = build_dataset(cfg.data_set, "val")
     run_dir, log_dir = run_dirs(cfg, payload, run_id)
     trainer = IAFacesTrainer(cfg, train_set, val_set, run_dir, log_dir, device, info, payload)
     try:
@@ -111,10 +110,6 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
     if info.is_main:
         print(f"checkpoints: {run_dir}\nlogs: {log_dir}")
     return result
-
-
-def _spec(spec) -> dict:
-    return {"type": spec.type, "args": dict(spec.args)}
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
-from model.config import ConfigError
+from utils.errors import ConfigError
 from utils.image_io import IMAGE_EXTENSIONS, ImageError, PathLike, list_images, load_image, read_list_file
 
 SPLITS = ("train", "val", "test")
@@ -127,6 +127,7 @@ class _ImageListDataset(Dataset):
         return sample
 
     def _load_attributes(self, attr_file: PathLike) -> None:
+        # Looked up at call time (not at import): the reader can be swapped in sys.modules.
         from data_loader.attributes import read_attribute_file
 
         attr_file = Path(attr_file)

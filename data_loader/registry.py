@@ -7,39 +7,13 @@ built for a split with :func:`build_dataset`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
-from model.config import ConfigError
+from utils.config import build, check_types, reject_unknown
+from utils.errors import ConfigError
 
-from .image_datasets import OVERLAP_MODES, SPLITS, parse_image_size
-
-ImageSize = Union[int, list]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "int": ("an integer", _is_int),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
-    "Optional[str]": ("a string or null", lambda v: v is None or isinstance(v, str)),
-    "Optional[int]": ("an integer or null", lambda v: v is None or _is_int(v)),
-    "Optional[bool]": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
-    "ImageSize": ("an integer or [S, S]", lambda v: _is_int(v) or (
-        isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v))),
-}
-
-
-def _check_fields(obj, where: str) -> None:
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        what, ok = _CHECKS[f.type if isinstance(f.type, str) else f.type.__name__]
-        if not ok(value):
-            raise ConfigError(f"{where}.{f.name} must be {what}, got {value!r}")
+from .image_datasets import OVERLAP_MODES, SPLITS, CelebAHQDataset, FFHQDataset, ImageFolderDataset, parse_image_size
 
 
 @dataclass
@@ -47,13 +21,13 @@ class CelebAHQArgs:
     """Args of ``CelebAHQDataset`` (official: data_dir, image_dir, image_size)."""
     data_dir: str
     image_dir: str
-    image_size: ImageSize
+    image_size: Union[int, list]
     train_overlap: str = "exclude"
     num_samples: int = -1
     attr_file: Optional[str] = None
 
     def __post_init__(self):
-        _check_fields(self, "data_set.args")
+        check_types(self, "data_set.args")
         parse_image_size(self.image_size)
         if self.train_overlap not in OVERLAP_MODES:
             raise ConfigError(f"data_set.args.train_overlap must be one of {', '.join(OVERLAP_MODES)}, "
@@ -69,12 +43,12 @@ class FFHQArgs(CelebAHQArgs):
 class ImageFolderArgs:
     """Args of ``ImageFolderDataset``."""
     image_dir: str
-    image_size: ImageSize
+    image_size: Union[int, list]
     val_fraction: float = 0.1
     num_samples: int = -1
 
     def __post_init__(self):
-        _check_fields(self, "data_set.args")
+        check_types(self, "data_set.args")
         parse_image_size(self.image_size)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data_set.args.val_fraction must be in [0, 1), got {self.val_fraction!r}")
@@ -91,25 +65,23 @@ class SynthFacesArgs:
     cache: Optional[bool] = None
 
     def __post_init__(self):
-        _check_fields(self, "data_set.args")
+        check_types(self, "data_set.args")
 
 
 def _build_celebahq(args: CelebAHQArgs, split: str):
-    from .image_datasets import CelebAHQDataset
     return CelebAHQDataset(split=split, **dataclasses.asdict(args))
 
 
 def _build_ffhq(args: FFHQArgs, split: str):
-    from .image_datasets import FFHQDataset
     return FFHQDataset(split=split, **dataclasses.asdict(args))
 
 
 def _build_folder(args: ImageFolderArgs, split: str):
-    from .image_datasets import ImageFolderDataset
     return ImageFolderDataset(split=split, **dataclasses.asdict(args))
 
 
 def _build_synthfaces(args: SynthFacesArgs, split: str):
+    # Looked up at call time (not at import): the SynthFaces package can be swapped in sys.modules.
     from data_loader.synthfaces import SynthFacesDataset
     kwargs = {k: v for k, v in dataclasses.asdict(args).items() if v is not None}
     return SynthFacesDataset(split=split, **kwargs)
@@ -124,37 +96,35 @@ DATASETS: dict[str, tuple[type, Callable[[Any, str], Any]]] = {
 }
 
 
-def parse_dataset_spec(spec: Mapping[str, Any]) -> tuple[str, Any]:
+class DatasetSpec(NamedTuple):
+    """A checked ``data_set`` block: the type name and its typed args."""
+    type: str
+    args: Any
+
+    def to_dict(self) -> dict:
+        """The block as JSON; args left at their defaults are omitted."""
+        args = {f.name: getattr(self.args, f.name) for f in dataclasses.fields(self.args)
+                if f.default is dataclasses.MISSING or getattr(self.args, f.name) != f.default}
+        return {"type": self.type, "args": args}
+
+
+def parse_dataset_spec(spec: Mapping[str, Any]) -> DatasetSpec:
     """Check a ``{"type": ..., "args": {...}}`` block; returns ``(type, typed args)``."""
+    if isinstance(spec, DatasetSpec):
+        return spec
     if not isinstance(spec, Mapping):
         raise ConfigError(f"data_set must be an object with 'type' and 'args', got {type(spec).__name__}")
-    unknown = sorted(set(spec) - {"type", "args"})
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in data_set; valid keys: type, args")
+    reject_unknown(spec, ("type", "args"), "data_set")
     if "type" not in spec:
         raise ConfigError(f"data_set.type is missing; valid types: {', '.join(DATASETS)}")
     kind = spec["type"]
     if not isinstance(kind, str) or kind not in DATASETS:
         raise ConfigError(f"unknown data_set.type {kind!r}; valid types: {', '.join(DATASETS)}")
-    cls, _ = DATASETS[kind]
-    args = spec.get("args") or {}
-    if not isinstance(args, Mapping):
-        raise ConfigError(f"data_set.args must be an object, got {type(args).__name__}")
-    valid = [f.name for f in fields(cls)]
-    for key in args:
-        if key not in valid:
-            raise ConfigError(f"unknown arg '{key}' for data_set type {kind}; valid args: {', '.join(valid)}")
-    required = [f.name for f in fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [k for k in required if k not in args]
-    if missing:
-        raise ConfigError(f"missing arg(s) {', '.join(missing)} for data_set type {kind}; "
-                          f"required: {', '.join(required)}; valid args: {', '.join(valid)}")
-    return kind, cls(**dict(args))
+    return DatasetSpec(kind, build(DATASETS[kind][0], spec.get("args") or {}, f"data_set.args (type {kind})"))
 
 
-def build_dataset(spec: Mapping[str, Any], split: str):
-    """Build the dataset of a config block for ``split`` (train, val or test)."""
+def build_dataset(spec: Union[DatasetSpec, Mapping[str, Any]], split: str):
+    """Build the dataset of a config block (raw or checked) for ``split`` (train, val or test)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     kind, args = parse_dataset_spec(spec)

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model.boxes import CANONICAL_BOXES, REFERENCE_SIZE
+from utils.errors import MetricError
 
-from .metrics import MetricError, load_torchscript
+from .metrics import load_torchscript
 
 ARCFACE_INPUT = 112
 # Eye centres of insightface's 112x112 five-point alignment template (arcface_src).

@@ -27,7 +27,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.cli import UserError, main_guard
+from data_loader.synthfaces import ATTRIBUTES, render, sample_factors
+from data_loader.synthfaces.dataset import label_matrix, to_tensor
+from data_loader.synthfaces.render import check_size
+from model.checkpoint import atomic_save
+from utils.cli import ArgumentParser, main_guard, progress as progress_bar
+from utils.errors import UserError
 
 FORMAT = "iafaces-attr-classifier/1"
 DEFAULT_DIR = Path("saved") / "classifiers"
@@ -52,7 +57,6 @@ class AttributeClassifier(nn.Module):
                  max_width: int = 128, hidden: int = 256):
         super().__init__()
         if attribute_names is None:
-            from data_loader.synthfaces import ATTRIBUTES
             attribute_names = ATTRIBUTES
         if size < 16 or size & (size - 1):
             raise ClassifierError(f"classifier size must be a power of two >= 16, got {size}")
@@ -110,8 +114,6 @@ class AttributeClassifier(nn.Module):
 # -------------------------------------------------------------------------------------- storage
 def save_classifier(clf: AttributeClassifier, path: Union[str, Path], info: Optional[dict] = None) -> None:
     """Plain-dict file, loadable with ``torch.load(weights_only=True)``."""
-    from model.checkpoint import atomic_save
-
     payload = {"format": FORMAT, "arch": clf.arch(), "attributes": list(clf.attribute_names),
                "state_dict": {k: v.detach().cpu() for k, v in clf.state_dict().items()}}
     payload.update(info or {})
@@ -145,24 +147,22 @@ def load_classifier(path: Union[str, Path], device="cpu") -> AttributeClassifier
 # ------------------------------------------------------------------------------------- training
 def render_faces(ids: Sequence[int], size: int, seed: int = 0, progress: Optional[Callable[[int], None]] = None
                  ) -> tuple[Tensor, Tensor]:
-    """SynthFaces faces ``ids``: (uint8 images [N, 3, S, S], float labels [N, n_attr])."""
-    from data_loader import synthfaces as sf
-
+    """SynthFaces faces ``ids``: (uint8 images [N, S, S, 3], float 0/1 labels [N, n_attr]); uint8
+    keeps the training set small, :func:`to_float` converts batches."""
+    ids = [int(i) for i in ids]
     imgs, labels = [], []
-    for k, i in enumerate(ids):
-        f = sf.sample_factors(seed, int(i))
-        imgs.append(sf.render(f, size))
-        labels.append(sf.attribute_vector(f))
-        if progress is not None and (k + 1) % 100 == 0:
-            progress(100)
-    if progress is not None and len(ids) % 100:
-        progress(len(ids) % 100)
-    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
-    return x, torch.from_numpy(np.stack(labels))
+    for start in range(0, len(ids), 100):
+        factors = [sample_factors(seed, i) for i in ids[start:start + 100]]
+        imgs.extend(render(f, size) for f in factors)
+        labels.append(label_matrix(factors))
+        if progress is not None:
+            progress(len(factors))
+    return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.concatenate(labels)).float()
 
 
 def to_float(x_uint8: Tensor) -> Tensor:
-    return x_uint8.float() / 127.5 - 1.0
+    """uint8 faces [B, S, S, 3] -> float [B, 3, S, S] in [-1, 1]."""
+    return to_tensor(x_uint8)
 
 
 def _gaussian_kernels(sigmas: Tensor, radius: int) -> Tensor:
@@ -202,17 +202,13 @@ def train_classifier(size: int = 64, num: int = 8000, num_val: int = 500, epochs
                      log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> AttributeClassifier:
     """Train a classifier on SynthFaces ``[first_id, first_id + num)``, validate on the next
     ``num_val`` faces. Returns the classifier (eval mode) with ``info`` filled for saving."""
-    from tqdm import tqdm
-    from data_loader.synthfaces import ATTRIBUTES
-
     if num < 2 or epochs < 1 or batch_size < 1:
         raise ClassifierError("--num must be >= 2, --epochs and --batch_size >= 1")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.time()
     steps = epochs * math.ceil(num / batch_size)
-    bar = tqdm(total=num + num_val + steps, desc="attribute classifier (render + train)", unit="it",
-               disable=None if progress else True, file=sys.stderr, leave=False)
+    bar = progress_bar(num + num_val + steps, "attribute classifier (render + train)", unit="it", enabled=progress)
     train_ids = range(first_id, first_id + num)
     val_ids = range(first_id + num, first_id + num + num_val)
     x_tr, y_tr = render_faces(train_ids, size, data_seed, bar.update)
@@ -252,8 +248,6 @@ def train_classifier(size: int = 64, num: int = 8000, num_val: int = 500, epochs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from utils.editing import ArgumentParser
-
     p = ArgumentParser(description="Train the SynthFaces attribute classifier used by the benchmark.")
     p.add_argument("--size", type=int, default=64, help="image size (the model's size; default 64)")
     p.add_argument("--out", default=None, help="output file (default saved/classifiers/synthfaces_<size>.pt)")
@@ -275,7 +269,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from data_loader.synthfaces.render import check_size
     try:
         check_size(args.size)
     except ValueError as e:

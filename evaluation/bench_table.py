@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.cli import UserError, main_guard
+from utils.cli import ArgumentParser, main_guard
+from utils.errors import UserError
 
 COLUMNS = ("model", "arch", "iterations", "PSNR (dB)", "SSIM", "transfer in-box error (no edit / paste)",
            "transfer MSE_irr", "attribute success (no edit)", "others kept", "single-eye success / other eye kept",
@@ -91,8 +92,6 @@ def load_results(paths: Sequence[str]) -> list[dict]:
 
 @main_guard
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from utils.editing import ArgumentParser
-
     p = ArgumentParser(description="Compare SynthFaces benchmark runs in one markdown table.")
     p.add_argument("results", nargs="+", help="results.json files (or the folders holding them)")
     p.add_argument("--labels", default=None, help="comma-separated row labels (default: the results' folder names)")

@@ -22,17 +22,22 @@ from typing import Optional
 
 import torch
 
-from utils.cli import UserError, main_guard
+from model.boxes import component_indices
+from utils.cli import ArgumentParser, main_guard, progress
+from utils.device import resolve_device
+from utils.errors import UserError
 from utils.image_io import list_images, load_image, open_rgb
 
-from .metrics import METRICS, MetricError
+from .arcface import load_arcface
+from .attr_classifier import load_classifier
+from .discriminators import load_discriminator
+from .fid import FeatureAccumulator, inception_features
+from .metrics import METRICS, frechet_distance, lpips_model
 
 PIXEL_METRICS = ("mse", "psnr", "ssim", "lpips", "mse_irr", "ifg", "arc_dis", "attr_acc")
 
 
 def build_parser():
-    from utils.editing import ArgumentParser
-
     p = ArgumentParser(description="Compare two image folders (pairs by file stem) with IA-FaceS metrics.")
     p.add_argument("--real", required=True, metavar="DIR", help="real images, or source reconstructions for "
                    "editing metrics")
@@ -118,8 +123,6 @@ class _Loader:
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from utils.device import resolve_device
-
     notice = lambda m: print(m, file=sys.stderr)  # noqa: E731
     metrics = parse_metrics(args.metrics, args.components)
     if args.batch_size < 1:
@@ -129,32 +132,26 @@ def main(argv=None) -> int:
     if "mse_irr" in metrics and not args.components:
         raise UserError("mse_irr needs --components (the edited components, e.g. mouth or eyes)")
     if args.components:
-        from .metrics import component_indices
         component_indices(args.components)  # fails early on unknown names
     device = resolve_device(args.device)
 
     # Everything a metric needs, before reading the images.
     extra = {}
     if "lpips" in metrics:
-        from .metrics import lpips_model
         extra["lpips"] = lpips_model("pretrained", args.lpips_vgg, device)
     if "fid" in metrics:
-        from .fid import FeatureAccumulator, inception_features
         feats = inception_features(args.inception, device=device)
         extra["fid"] = (FeatureAccumulator(feats), FeatureAccumulator(feats))
     if "ifg" in metrics:
         if not args.discriminator:
             raise UserError("ifg needs --discriminator PATH (a checkpoint with a discriminator, a StyleGAN2 file or "
                             "a TorchScript module)")
-        from .discriminators import load_discriminator
         extra["ifg"] = load_discriminator(args.discriminator, device)
     if "arc_dis" in metrics:
-        from .arcface import load_arcface
         extra["arc_dis"] = load_arcface(args.arcface, device)
     if "attr_acc" in metrics:
         if not args.classifier or not args.attribute:
             raise UserError("attr_acc needs --classifier PATH and --attribute NAME")
-        from .attr_classifier import load_classifier
         clf = load_classifier(args.classifier, device)
         clf.index(args.attribute)
         extra["attr_acc"] = clf
@@ -165,8 +162,7 @@ def main(argv=None) -> int:
     loader = _Loader(args.size, notice)
     sums = {m: 0.0 for m in metrics if m in PIXEL_METRICS}
     weights = {m: 0.0 for m in sums}
-    from tqdm import tqdm
-    bar = tqdm(total=len(pairs), desc="comparing", unit="img", disable=None, file=sys.stderr, leave=False)
+    bar = progress(len(pairs), "comparing")
     for i in range(0, len(pairs), args.batch_size):
         chunk = pairs[i:i + args.batch_size]
         loaded = [loader.pair(r, f) for _, r, f in chunk]
@@ -204,7 +200,6 @@ def main(argv=None) -> int:
 
     results = {m: (sums[m] / weights[m] if weights[m] else float("nan")) for m in sums}
     if "fid" in extra:
-        from .metrics import frechet_distance
         results["fid"] = frechet_distance(*extra["fid"][0].statistics(), *extra["fid"][1].statistics())
     results = {m: results[m] for m in metrics}
     print(f"{len(pairs)} pairs ({args.real} vs {args.fake})")

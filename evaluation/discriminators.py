@@ -8,7 +8,7 @@
   discriminator plus StyleGAN2's minibatch-stddev layer); size and channel multiplier are read
   from the tensor shapes;
 * a TorchScript module mapping images in [-1, 1] to scores [B, 1].
-Every file is read with torch's safe loader (``utils.official_checkpoint.load_checkpoint_file``).
+Every file is read once, with torch's safe loader (``model.official_checkpoint.load_checkpoint_file``).
 """
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from model.checkpoint import build_models, is_iafaces_checkpoint, parse_checkpoint
 from model.config import DiscriminatorConfig
+from model.convert import ConversionError, load_official_state_dict
 from model.layers import ConvLayer
 from model.networks import Discriminator, _check_image
+from model.official_checkpoint import load_checkpoint_file
+from utils.errors import CheckpointError, MetricError
 
-from .metrics import MetricError, load_torchscript
+from .metrics import load_torchscript
 
 
 class StyleGAN2Discriminator(Discriminator):
@@ -51,8 +55,6 @@ class StyleGAN2Discriminator(Discriminator):
 
     @classmethod
     def from_state_dict(cls, state: dict, where: str = "discriminator") -> "StyleGAN2Discriminator":
-        from model.convert import ConversionError, load_official_state_dict
-
         try:
             n = max(int(k.split(".")[1]) for k in state if k.startswith("convs.")) + 1
             c_top = int(state["convs.0.0.weight"].shape[0])
@@ -71,11 +73,8 @@ class StyleGAN2Discriminator(Discriminator):
         return net
 
 
-def load_discriminator(path: Union[str, Path], device="cpu") -> torch.nn.Module:
+def load_discriminator(path: Union[str, Path], device: torch.device = torch.device("cpu")) -> torch.nn.Module:
     """A discriminator (eval mode, frozen) from ``path``; see the module docstring for formats."""
-    from model.checkpoint import FORMAT, load_models
-    from utils.official_checkpoint import CheckpointError, is_official_checkpoint, load_checkpoint_file
-
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"discriminator file not found: {path}")
@@ -86,8 +85,8 @@ def load_discriminator(path: Union[str, Path], device="cpu") -> torch.nn.Module:
         raw = load_checkpoint_file(path)
     except CheckpointError as e:
         raise MetricError(f"cannot use {path} as a discriminator: {e}") from None
-    if isinstance(raw, dict) and (raw.get("format") == FORMAT or is_official_checkpoint(raw)):
-        return load_models(path, device=device, discriminator=True).discriminator
+    if is_iafaces_checkpoint(raw):
+        return build_models(*parse_checkpoint(raw, path), path, device, discriminator=True).discriminator
     state: Optional[dict] = None
     if isinstance(raw, dict) and isinstance(raw.get("d"), dict):
         state = raw["d"]

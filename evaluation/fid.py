@@ -9,6 +9,7 @@ metric stops with a message naming the file and the folder.
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics import MetricError, to_unit
+from utils.errors import MetricError
+from utils.image_io import to_unit
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 _PATCH_LOCK = threading.Lock()
@@ -40,7 +42,7 @@ def find_inception_weights(path: Optional[Union[str, Path]] = None) -> Path:
 def load_inception(path: Optional[Union[str, Path]] = None, dims: int = 2048, device="cpu") -> torch.nn.Module:
     """pytorch-fid's ``InceptionV3`` (FID variant) returning the block for ``dims`` features,
     weights read from a local file (pytorch-fid's downloader is bypassed for this call)."""
-    import pytorch_fid.inception as pi
+    import pytorch_fid.inception as pi  # heavy import, needed only for FID
 
     if dims not in pi.InceptionV3.BLOCK_INDEX_BY_DIM:
         raise MetricError(f"FID feature dims must be one of {sorted(pi.InceptionV3.BLOCK_INDEX_BY_DIM)}, got {dims}")
@@ -86,6 +88,67 @@ def inception_features(path: Optional[Union[str, Path]] = None, dims: int = 2048
     return InceptionFeatures(load_inception(path, dims, device))
 
 
+# ------------------------------------------------------------------------------ Frechet distance
+def matrix_sqrt(m: np.ndarray) -> np.ndarray:
+    """Principal square root of a square matrix (``scipy.linalg.sqrtm``); a tiny imaginary part
+    from round-off is dropped, a real one raises."""
+    from scipy import linalg  # heavy import, needed only for FID
+
+    m = np.atleast_2d(np.asarray(m, dtype=np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = linalg.sqrtm(m)
+    if isinstance(root, tuple):  # older SciPy with disp=False semantics
+        root = root[0]
+    if np.iscomplexobj(root):
+        if not np.allclose(root.imag, 0, atol=1e-3 * max(1.0, np.abs(root).max())):
+            raise ValueError(f"matrix square root has an imaginary part of {np.abs(root.imag).max():.3g}")
+        root = root.real
+    return root
+
+
+def _frechet_own(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    diff = mu1 - mu2
+    covmean = None
+    try:
+        covmean = matrix_sqrt(sigma1 @ sigma2)
+    except ValueError:
+        pass
+    if covmean is None or not np.isfinite(covmean).all():
+        off = np.eye(sigma1.shape[0]) * eps
+        covmean = matrix_sqrt((sigma1 + off) @ (sigma2 + off))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))`` with pytorch-fid's
+    ``calculate_frechet_distance`` (the reference implementation); the project's own
+    implementation of the same formula is used only if that function is unusable with the
+    installed SciPy."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise MetricError(f"FID statistics do not match: means {mu1.shape} / {mu2.shape}, covariances "
+                          f"{sigma1.shape} / {sigma2.shape}")
+    try:
+        from pytorch_fid.fid_score import calculate_frechet_distance  # heavy import, needed only for FID
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    except TypeError:  # e.g. a SciPy without sqrtm(disp=...)
+        return _frechet_own(mu1, sigma1, mu2, sigma2)
+
+
+def activation_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [d], covariance [d, d]) of features [N, d], as pytorch-fid (``np.cov``, rowvar=False)."""
+    f = np.asarray(torch.as_tensor(features).double().cpu().numpy() if isinstance(features, Tensor) else features,
+                   dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise MetricError(f"FID needs at least 2 feature vectors [N, d], got shape {list(f.shape)}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+
 @torch.no_grad()
 def set_features(images: Tensor, features: Callable[[Tensor], Tensor], batch_size: int = 50) -> np.ndarray:
     """Features [N, d] of images [N, 3, H, W] in [-1, 1] (passed to ``features`` in [0, 1])."""
@@ -109,5 +172,4 @@ class FeatureAccumulator:
         self.rows.append(f.reshape(images.shape[0], -1).cpu().numpy())
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        from .metrics import activation_statistics
         return activation_statistics(np.concatenate(self.rows) if self.rows else np.zeros((0, 1)))

@@ -24,24 +24,23 @@ attr_acc   share of edited images an attribute classifier labels with the target
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.boxes import boxes_at
-from utils.cli import UserError
+from model.boxes import ComponentSpec, boxes_at, component_indices
+from model.lpips import build_lpips
+from utils.errors import ConfigError, MetricError
+from utils.image_io import to_unit
 
-ComponentSpec = Union[str, Sequence[Union[str, int]]]
+from .fid import (_frechet_own, activation_statistics, frechet_distance,  # noqa: F401 (metrics API)
+                  inception_features, matrix_sqrt, set_features)
+
 PSNR_MAX_DB = 100.0  # PSNR of identical images (MSE clamped to 1e-10)
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-
-
-class MetricError(UserError, ValueError):
-    """A metric cannot be computed with the given inputs (shapes, missing model, ...)."""
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -78,11 +77,6 @@ def _reduce(values: Tensor, reduction: str):
     raise MetricError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
-def to_unit(x: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1] (clamped)."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
 def metric_boxes(size: int) -> tuple[tuple[int, int, int, int], ...]:
     """Component boxes ``[x0, y0, x1, y1]`` (exclusive ends) used by the metrics at ``size`` px.
 
@@ -91,15 +85,6 @@ def metric_boxes(size: int) -> tuple[tuple[int, int, int, int], ...]:
     if int(size) < 8:
         raise MetricError(f"images must be at least 8 px for component boxes, got {size}")
     return boxes_at(int(size))
-
-
-def component_indices(spec: ComponentSpec) -> tuple[int, ...]:
-    """``"eyes,nose"``, ``["mouth"]`` or ``(0, 1)`` -> sorted component indices."""
-    from utils.editing import EditingError, component_indices as _ci
-    try:
-        return _ci(spec)
-    except EditingError as e:
-        raise MetricError(str(e)) from None
 
 
 def box_mask(size: int, components: ComponentSpec, inside: bool = True) -> Tensor:
@@ -137,7 +122,7 @@ def psnr(a: Tensor, b: Tensor, reduction: str = "batch"):
 def ssim(a: Tensor, b: Tensor, reduction: str = "mean"):
     """SSIM on [0, 1] images with scikit-image (Gaussian weights, sigma 1.5, population
     covariances, ``data_range=1``, channel axis last): mean over images, or per image [B]."""
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # heavy import, needed only for SSIM
 
     a, b = _pair(a, b)
     if min(a.shape[-2:]) < 11:
@@ -154,17 +139,13 @@ _LPIPS_CACHE: dict = {}
 
 def lpips_model(backbone: str = "pretrained", vgg_weights: Optional[str] = None, device="cpu"):
     """The LPIPS(VGG) network (cached per backbone/weights/device); never downloads (see
-    ``trainer.losses.build_lpips`` for where the VGG16 weights go)."""
-    from model.config import ConfigError
-    from trainer.losses import build_lpips
-
+    ``model.lpips.build_lpips`` for where the VGG16 weights go)."""
     key = (backbone, str(vgg_weights), str(device))
     if key not in _LPIPS_CACHE:
         try:
-            _LPIPS_CACHE[key] = build_lpips(backbone, vgg_weights).to(device)
+            _LPIPS_CACHE[key] = build_lpips(backbone, vgg_weights, hint="(or pass --lpips_vgg PATH)").to(device)
         except ConfigError as e:
-            msg = str(e).replace("set loss.lpips_vgg_weights to its path", "pass --lpips_vgg PATH")
-            raise MetricError(msg.split(", or set loss.p_loss_weight")[0]) from None
+            raise MetricError(str(e)) from None
     return _LPIPS_CACHE[key]
 
 
@@ -183,73 +164,12 @@ def lpips_distance(a: Tensor, b: Tensor, model: Optional[torch.nn.Module] = None
 
 
 # --------------------------------------------------------------------------------------------- FID
-def matrix_sqrt(m: np.ndarray) -> np.ndarray:
-    """Principal square root of a square matrix (``scipy.linalg.sqrtm``); a tiny imaginary part
-    from round-off is dropped, a real one raises."""
-    from scipy import linalg
-
-    m = np.atleast_2d(np.asarray(m, dtype=np.float64))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root = linalg.sqrtm(m)
-    if isinstance(root, tuple):  # older SciPy with disp=False semantics
-        root = root[0]
-    if np.iscomplexobj(root):
-        if not np.allclose(root.imag, 0, atol=1e-3 * max(1.0, np.abs(root).max())):
-            raise ValueError(f"matrix square root has an imaginary part of {np.abs(root.imag).max():.3g}")
-        root = root.real
-    return root
-
-
-def _frechet_own(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    diff = mu1 - mu2
-    covmean = None
-    try:
-        covmean = matrix_sqrt(sigma1 @ sigma2)
-    except ValueError:
-        pass
-    if covmean is None or not np.isfinite(covmean).all():
-        off = np.eye(sigma1.shape[0]) * eps
-        covmean = matrix_sqrt((sigma1 + off) @ (sigma2 + off))
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))`` with pytorch-fid's
-    ``calculate_frechet_distance`` (the reference implementation); the project's own
-    implementation of the same formula is used only if that function is unusable with the
-    installed SciPy."""
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise MetricError(f"FID statistics do not match: means {mu1.shape} / {mu2.shape}, covariances "
-                          f"{sigma1.shape} / {sigma2.shape}")
-    try:
-        from pytorch_fid.fid_score import calculate_frechet_distance
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
-    except TypeError:  # e.g. a SciPy without sqrtm(disp=...)
-        return _frechet_own(mu1, sigma1, mu2, sigma2)
-
-
-def activation_statistics(features) -> tuple[np.ndarray, np.ndarray]:
-    """(mean [d], covariance [d, d]) of features [N, d], as pytorch-fid (``np.cov``, rowvar=False)."""
-    f = np.asarray(torch.as_tensor(features).double().cpu().numpy() if isinstance(features, Tensor) else features,
-                   dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise MetricError(f"FID needs at least 2 feature vectors [N, d], got shape {list(f.shape)}")
-    return f.mean(0), np.cov(f, rowvar=False)
-
-
 def fid(real: Tensor, fake: Tensor, features: Optional[Callable[[Tensor], Tensor]] = None,
         batch_size: int = 50, inception: Optional[str] = None, device="cpu") -> float:
     """FID between two image sets [N, 3, H, W] in [-1, 1] (sizes may differ between the sets).
 
     ``features(x)`` maps images in [0, 1] to [B, d] (pytorch-fid's convention); default: the FID
     Inception network (pool3, 2048-d) from ``inception`` or torch hub's checkpoint folder."""
-    from .fid import inception_features, set_features
-
     extractor = features if features is not None else inception_features(inception, device=device)
     fr = set_features(real, extractor, batch_size)
     ff = set_features(fake, extractor, batch_size)

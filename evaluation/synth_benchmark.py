@@ -13,9 +13,9 @@ from its training and validation faces), rendered at the model's size, it measur
   ground-truth labels of the attributes of that component, and the same for two baselines: no edit
   (the target reconstruction) and pasting the reference reconstruction's box pixels into the target
   reconstruction (plus, for reference, the same paste on the real renders);
-* attribute manipulation at the official presets' strengths (``utils.editing.PRESETS``) on the
+* attribute manipulation at the official presets' strengths (``editing.PRESETS``) on the
   faces that lack the target label, with SVM boundaries fitted on SynthFaces training labels
-  (``utils.boundaries``): error against the ground truth (the face with the attribute flipped),
+  (``editing.boundaries``): error against the ground truth (the face with the attribute flipped),
   success rate by the attribute classifier, and how often the classifier's other labels changed
   (attributes that the ground-truth flip itself changes are not counted);
 * single-eye editing: Left_Eye_Closed on l_eye only and Right_Eye_Closed on r_eye only, on faces
@@ -40,14 +40,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.boxes import COMPONENTS
-from utils.cli import UserError, main_guard
+from data_loader import synthfaces as sf
+from data_loader.synthfaces.dataset import DEFAULT_SPLITS, label_matrix, render_batch, split_ranges
+from editing import PRESETS, Editor, SynthFacesLabels, default_boundary_dir, get_boundary
+from model.boxes import COMPONENTS, component_indices
+from model.checkpoint import build_models, has_discriminator, read_checkpoint
+from utils.cli import ArgumentParser, main_guard
+from utils.device import resolve_device
+from utils.errors import UserError
+from utils.image_io import make_grid, save_image
 
-from .metrics import box_mask, component_indices, masked_mse, mse, mse_irr, psnr, ssim
+from .attr_classifier import default_classifier_path, load_classifier, save_classifier, train_classifier
+from .discriminators import load_discriminator
+from .metrics import box_mask, ifg, masked_mse, mse, mse_irr, psnr, ssim
 
 TRANSFER_COMPONENTS = ("l_eye", "r_eye", "eyes", "nose", "mouth")
 SINGLE_EYE = (("Left_Eye_Closed", "l_eye", "Right_Eye_Closed"), ("Right_Eye_Closed", "r_eye", "Left_Eye_Closed"))
-DEFAULT_SPLITS = {"num_train": 28000, "num_val": 1000, "num_test": 1000}  # SynthFacesDataset defaults
 
 # The paper's targets that this benchmark reports against.
 TARGETS = {
@@ -80,26 +88,12 @@ def synthfaces_setup(config: dict, log: Callable[[str], None] = _log) -> dict:
 
 def held_out_ids(setup: dict, num: int) -> list[int]:
     """The first ``num`` face ids of the test split (UserError when it is too small)."""
-    from data_loader.synthfaces.dataset import split_ranges
-
     test = split_ranges(**setup["splits"])["test"]
     if num < 2:
         raise UserError("--num must be at least 2")
     if len(test) < num:
         raise UserError(f"the SynthFaces test split of this checkpoint has {len(test)} faces; --num {num} is too many")
     return list(test[:num])
-
-
-def render_images(factors: Sequence, size: int) -> Tensor:
-    """Render factors -> float [N, 3, S, S] in [-1, 1]."""
-    from data_loader import synthfaces as sf
-    arr = np.stack([sf.render(f, size) for f in factors])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def label_matrix(factors: Sequence) -> np.ndarray:
-    from data_loader import synthfaces as sf
-    return np.stack([sf.attribute_vector(f) > 0.5 for f in factors])
 
 
 def _names(spec: str) -> set[str]:
@@ -118,8 +112,6 @@ class Benchmark:
                  boundary_dir: Optional[Path] = None, discriminator=None, eye_strength: float = 4.0,
                  strength_scale: float = 1.0, grid_rows: int = 8, setup: Optional[dict] = None,
                  log: Callable[[str], None] = _log):
-        from data_loader import synthfaces as sf
-
         self.ed, self.clf, self.out = editor, classifier, Path(out_dir)
         self.size = editor.size
         self.setup = setup or synthfaces_setup(editor.config, log)
@@ -149,12 +141,10 @@ class Benchmark:
     def ifg(self, edited: Tensor, source: Tensor) -> Optional[float]:
         if self.D is None:
             return None
-        from .metrics import ifg
         return ifg(self.D, edited, source, batch_size=self.ed.batch_size)
 
     def boundary(self, attribute: str):
         if attribute not in self._boundaries:
-            from utils.boundaries import get_boundary
             self._boundaries[attribute] = get_boundary(self.ed, attribute, self.boundary_dir, source=self.label_source,
                                                        explicit_source=True, log=self.log)
         return self._boundaries[attribute]
@@ -162,7 +152,6 @@ class Benchmark:
     def grid(self, name: str, columns: Sequence[Tensor], header: str) -> None:
         if not self.grid_rows or columns[0].shape[0] == 0:
             return
-        from utils.image_io import make_grid, save_image
         n = min(self.grid_rows, columns[0].shape[0])
         rows = [[c[k] for c in columns] for k in range(n)]
         path = self.out / f"grid_{name}.png"
@@ -172,7 +161,7 @@ class Benchmark:
     # -- parts ------------------------------------------------------------------------------
     def run_reconstruction(self) -> None:
         t = time.time()
-        self.x = render_images(self.factors, self.size)
+        self.x = render_batch(self.factors, self.size)
         self.content, self.z = self.ed.encode(self.x)
         self.recon = self.ed.decode(self.content, self.z)
         x, r = self.x, self.recon
@@ -190,9 +179,6 @@ class Benchmark:
         self.grid("reconstruction", [x, r], "input | reconstruction")
 
     def run_transfer(self) -> None:
-        from data_loader import synthfaces as sf
-        from utils.editing import Editor
-
         n = len(self.ids)
         ref = [(k + 1) % n for k in range(n)]
         x, recon, z, content = self.x, self.recon, self.z, self.content
@@ -204,7 +190,7 @@ class Benchmark:
                      if a not in sf.GLOBAL_ATTRIBUTES and set(sf.ATTRIBUTE_COMPONENTS[a]) & names]
             ai = [self.attr_names.index(a) for a in attrs]
             gt_f = [sf.transfer(self.factors[k], self.factors[ref[k]], comp) for k in range(n)]
-            gt = render_images(gt_f, self.size)
+            gt = render_batch(gt_f, self.size)
             gt_labels = label_matrix(gt_f)[:, ai]
             edited = self.ed.decode(content, Editor.transfer(z, z[ref], comp))
             m_in = box_mask(self.size, comp).float()
@@ -231,8 +217,6 @@ class Benchmark:
         self.results["transfer"] = out
 
     def run_attributes(self) -> None:
-        from utils.editing import PRESETS
-
         out = {}
         for key, preset in PRESETS.items():
             attr = preset.attribute
@@ -262,13 +246,10 @@ class Benchmark:
         """Move faces ``sel`` along ``attr``'s boundary on ``comps`` and score the edit against the
         ground truth (the faces with ``attr`` set to ``target``) -> (scores, edited, ground truth,
         classifier labels of the edits)."""
-        from data_loader import synthfaces as sf
-        from utils.editing import Editor
-
         b = self.boundary(attr)
         edited = self.ed.decode(self.content[sel], Editor.apply_direction(self.z[sel], b, strength, comps))
         gt_f = [sf.flip_attribute(self.factors[k], attr, target) for k in sel]
-        gt = render_images(gt_f, self.size)
+        gt = render_batch(gt_f, self.size)
         pred_e = self.predict(edited)
         scores = {"boundary_val_accuracy": [float(v) for v in b.val_accuracy],
                   **self._edit_scores(sel, edited, gt, label_matrix(gt_f), pred_e, self.attr_names.index(attr),
@@ -444,8 +425,6 @@ def to_markdown(r: dict) -> str:
 def get_classifier(path: Optional[str], size: int, device, train_faces: int = 8000, train_epochs: int = 10,
                    log: Callable[[str], None] = _log):
     """The classifier at ``path`` or the default path; trains and stores one when missing."""
-    from .attr_classifier import default_classifier_path, load_classifier, save_classifier, train_classifier
-
     if path:
         return load_classifier(path, device)
     default = default_classifier_path(size)
@@ -459,8 +438,6 @@ def get_classifier(path: Optional[str], size: int, device, train_faces: int = 80
 
 
 def build_parser():
-    from utils.editing import ArgumentParser
-
     p = ArgumentParser(description="IA-FaceS editing against SynthFaces ground truth (held-out faces).")
     p.add_argument("--resume", required=True, metavar="CKPT", help="checkpoint (own format or released)")
     p.add_argument("--num", type=int, default=200, help="held-out faces (default 200)")
@@ -486,12 +463,6 @@ def build_parser():
 
 
 def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
-    from model.checkpoint import load_models
-    from utils.boundaries import SynthFacesLabels, default_boundary_dir
-    from utils.device import resolve_device
-    from utils.editing import Editor
-    from utils.official_checkpoint import CheckpointError
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.batch_size < 1:
@@ -500,15 +471,12 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
     if not ckpt.is_file():
         raise UserError(f"checkpoint not found: {ckpt}")
     device = resolve_device(args.device)
-    try:
-        models = load_models(ckpt, device=device, discriminator=args.discriminator is None)
-    except CheckpointError as e:
-        if "holds no discriminator" not in str(e):
-            raise
-        models = load_models(ckpt, device=device)
+    payload, source = read_checkpoint(ckpt)
+    models = build_models(payload, source, ckpt, device,
+                          discriminator=args.discriminator is None and has_discriminator(payload, source))
+    del payload
     D, d_name = models.discriminator, (f"the checkpoint's discriminator" if models.discriminator is not None else None)
     if args.discriminator:
-        from .discriminators import load_discriminator
         D, d_name = load_discriminator(args.discriminator, device), str(args.discriminator)
     editor = Editor(models.encoder, models.generator, models.device, args.batch_size, str(ckpt), models.config)
     setup = synthfaces_setup(models.config, log)
@@ -539,8 +507,6 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
 
 def _check_classifier_overlap(clf, setup: dict, num: int, log) -> None:
     """Notice when the classifier was trained on faces of the benchmark's test range."""
-    from data_loader.synthfaces.dataset import split_ranges
-
     data = (getattr(clf, "info", {}) or {}).get("data") or {}
     ids = data.get("train_ids")
     if not ids or int(data.get("seed", -1)) != setup["seed"]:

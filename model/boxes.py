@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Sequence, Union
+
+from utils.errors import ComponentError
 
 COMPONENTS: tuple[str, ...] = ("l_eye", "r_eye", "nose", "mouth")
 
@@ -18,6 +21,7 @@ CANONICAL_BOXES: tuple[tuple[int, int, int, int], ...] = (
     (350, 690, 674, 870),
 )
 REFERENCE_SIZE = 1024
+ComponentSpec = Union[str, Sequence[Union[str, int]]]
 
 # Named selections of components used by editing (index lists into COMPONENTS).
 COMPONENT_GROUPS: dict[str, tuple[int, ...]] = {
@@ -61,18 +65,31 @@ def image_boxes(size: int) -> tuple[tuple[float, float, float, float], ...]:
     return tuple(tuple(b * s for b in box) for box in CANONICAL_BOXES)
 
 
-def parse_components(spec: str) -> tuple[int, ...]:
-    """Parse ``"eyes,nose"`` into sorted unique component indices; ValueError names valid choices."""
+def component_indices(spec: ComponentSpec) -> tuple[int, ...]:
+    """The one parser of component selections: ``"eyes,nose"``, ``["eyes", "nose"]`` or
+    ``(0, 1, 2)`` -> sorted unique indices into COMPONENTS; ComponentError names valid choices."""
+    items = [spec] if isinstance(spec, str) else list(spec)
     idx: set[int] = set()
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item < len(COMPONENTS):
+                raise ComponentError(f"component index {item} out of range 0..{len(COMPONENTS) - 1}")
+            idx.add(item)
             continue
-        if part not in COMPONENT_GROUPS:
-            raise ValueError(
-                f"unknown component '{part}'; choose from {', '.join(COMPONENT_GROUPS)} "
-                "(comma-separated for several)"
-            )
-        idx.update(COMPONENT_GROUPS[part])
+        for part in (p.strip() for p in str(item).split(",")):
+            if not part:
+                continue
+            if part not in COMPONENT_GROUPS:
+                raise ComponentError(f"unknown component '{part}'; choose from {', '.join(COMPONENT_GROUPS)} "
+                                     "(comma-separated for several)")
+            idx.update(COMPONENT_GROUPS[part])
     if not idx:
-        raise ValueError(f"no component given; choose from {', '.join(COMPONENT_GROUPS)}")
+        raise ComponentError(f"no component given; choose from {', '.join(COMPONENT_GROUPS)}")
     return tuple(sorted(idx))
+
+
+def component_label(spec: ComponentSpec) -> str:
+    """File-name friendly label of a component selection (``eyes,nose`` -> ``eyes+nose``)."""
+    if isinstance(spec, str):
+        return "+".join(p.strip() for p in spec.split(",") if p.strip())
+    return "+".join(COMPONENTS[i] for i in component_indices(spec))

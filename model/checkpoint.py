@@ -1,9 +1,13 @@
 """Checkpoints: the project's own format (plain dicts, ``torch.load(weights_only=True)``) and the
 official release's format, behind one loader that rebuilds ready-to-use networks.
 
-Own format (``FORMAT``): ``{"format", "model_config": ModelConfig.to_dict(), "config": <training
-config, JSON-able>, "encoder", "generator", "discriminator", "e_ema", "g_ema": state dicts, ...}``
-plus whatever the trainer stores for exact resume (optimizers, counters, RNG states).
+Own format (``FORMAT``, built by :func:`pack_checkpoint` only): ``{"format", "model_config":
+ModelConfig.to_dict(), "config": <training config, JSON-able>, "e_ema", "g_ema" and optionally
+"encoder", "generator", "discriminator": state dicts, ...}`` plus whatever the trainer stores for
+exact resume (optimizers, counters, RNG states).
+
+A file is read from disk once per load (:func:`read_checkpoint`); :func:`build_models` rebuilds
+networks from what was read.
 """
 from __future__ import annotations
 
@@ -16,12 +20,13 @@ from typing import Any, Optional, Union
 import torch
 import torch.nn as nn
 
-from utils.device import resolve_device
-from utils.official_checkpoint import CheckpointError, load_checkpoint_file, load_official_checkpoint
+from utils.errors import CheckpointError, ConfigError
 
-from .config import ConfigError, ModelConfig, build_model_config
-from .convert import ConversionError, load_official_state_dict
+from . import build_networks
+from .config import ARCHITECTURES, ModelConfig, build_model_config
+from .convert import ConversionError, load_official_state_dict, own_to_official
 from .networks import Discriminator, Encoder, Generator
+from .official_checkpoint import is_official_checkpoint, load_checkpoint_file, parse_official_checkpoint
 
 FORMAT = "iafaces-pytorch/1"
 PathLike = Union[str, os.PathLike]
@@ -72,25 +77,44 @@ class LoadedModels:
     iteration: Optional[int] = None  # training iterations behind the weights, when the file records them
 
 
-def read_checkpoint(path: PathLike) -> tuple[dict, str]:
-    """Load a checkpoint safely; returns (payload, "project" | "official")."""
-    raw = load_checkpoint_file(path)
+def is_iafaces_checkpoint(raw: Any) -> bool:
+    """True if ``raw`` (a file's top-level object) is an own-format or released IA-FaceS checkpoint."""
+    return (isinstance(raw, dict) and raw.get("format") == FORMAT) or is_official_checkpoint(raw)
+
+
+def parse_checkpoint(raw: Any, path: PathLike) -> tuple[dict, str]:
+    """(payload, "project" | "official") of ``raw``, the object read from ``path``."""
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         return raw, "project"
     if isinstance(raw, dict) and isinstance(raw.get("format"), str):
         raise CheckpointError(f"{path}: checkpoint format '{raw['format']}' is not supported by this "
                               f"version (expected '{FORMAT}'); update the project")
-    return load_official_checkpoint(path), "official"
+    return parse_official_checkpoint(raw, path), "official"
 
 
-def load_models(path: PathLike, device: Union[str, torch.device] = "auto", discriminator: bool = False,
+def read_checkpoint(path: PathLike) -> tuple[dict, str]:
+    """Read a checkpoint from disk once, safely; returns (payload, "project" | "official")."""
+    return parse_checkpoint(load_checkpoint_file(path), path)
+
+
+def has_discriminator(payload: dict, source: str) -> bool:
+    return ("discriminator" if source == "project" else "state_dict_D") in payload
+
+
+def load_models(path: PathLike, device: torch.device = torch.device("cpu"), discriminator: bool = False,
                 cam_placement: Optional[str] = None) -> LoadedModels:
     """Rebuild encoder and generator (EMA weights, eval mode, on ``device``) from any checkpoint:
-    the project's own or a released one. The architecture comes from the checkpoint itself.
-    ``cam_placement`` overrides the CAM box placement (expert use; released CAM-256 weights need
-    ``official``, which they get by default). ``discriminator``: also load D when present."""
+    the project's own or a released one (read once). See :func:`build_models`."""
+    return build_models(*read_checkpoint(path), str(path), device, discriminator, cam_placement)
+
+
+def build_models(payload: dict, source: str, path: PathLike, device: torch.device = torch.device("cpu"),
+                 discriminator: bool = False, cam_placement: Optional[str] = None) -> LoadedModels:
+    """Networks of a checkpoint already read by :func:`read_checkpoint` (``path`` names it in
+    messages). The architecture comes from the checkpoint itself. ``cam_placement`` overrides the
+    CAM box placement (expert use; released CAM-256 weights need ``official``, which they get by
+    default). ``discriminator``: also load D (CheckpointError when the file holds none)."""
     path = str(path)
-    payload, source = read_checkpoint(path)
     try:
         if source == "project":
             mcfg = ModelConfig.from_dict(payload["model_config"])
@@ -102,9 +126,7 @@ def load_models(path: PathLike, device: Union[str, torch.device] = "auto", discr
             mcfg = ModelConfig.from_dict(d)
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
-    dev = resolve_device(device)
-    from . import build_networks
-
+    dev = torch.device(device)
     enc, gen, disc = build_networks(mcfg, discriminator=discriminator)
     try:
         if source == "project":
@@ -140,30 +162,37 @@ def _load_strict(net: nn.Module, state: dict, path: str, what: str) -> None:
                               f"({first[0] if first else e})") from None
 
 
+def _cpu_state(net: nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def pack_checkpoint(model_config: ModelConfig, config: Optional[dict], e_ema: nn.Module, g_ema: nn.Module,
+                    discriminator: Optional[nn.Module] = None, encoder: Optional[nn.Module] = None,
+                    generator: Optional[nn.Module] = None, **extra: Any) -> dict:
+    """The own-format checkpoint dict (CPU tensors): EMA networks, optionally the discriminator and
+    the trained (non-EMA) encoder and generator, plus ``extra`` entries (optimizer states, ...)."""
+    payload = {"format": FORMAT, "model_config": model_config.to_dict(), "config": dict(config or {})}
+    for key, net in (("encoder", encoder), ("generator", generator), ("discriminator", discriminator),
+                     ("e_ema", e_ema), ("g_ema", g_ema)):
+        if net is not None:
+            payload[key] = _cpu_state(net)
+    payload.update(extra)
+    return payload
+
+
 def save_model_checkpoint(path: PathLike, encoder: Encoder, generator: Generator, model_config: ModelConfig,
                           config: Optional[dict] = None, discriminator: Optional[Discriminator] = None,
                           **extra: Any) -> None:
     """Write a minimal own-format checkpoint holding these weights as the EMA networks (used for
-    exports and tests; the trainer writes the full training state in the same format)."""
-    payload = {
-        "format": FORMAT,
-        "model_config": model_config.to_dict(),
-        "config": dict(config or {}),
-        "e_ema": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
-        "g_ema": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
-    }
-    if discriminator is not None:
-        payload["discriminator"] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
-    payload.update(extra)
-    atomic_save(payload, path)
+    exports and tests; the trainer writes the full training state through the same
+    :func:`pack_checkpoint`)."""
+    atomic_save(pack_checkpoint(model_config, config, encoder, generator, discriminator, **extra), path)
 
 
 def save_official_layout(path: PathLike, models: LoadedModels) -> None:
     """Export networks in the official release's layout (``e_ema``, ``g_ema``, ``state_dict_D`` in
     the official key order and shapes, ``config`` as a plain dict). Only the official
     architectures have an official ``model_arch``."""
-    from .config import ARCHITECTURES
-    from .convert import own_to_official
 
     arch = models.model_config.arch
     if not ARCHITECTURES.get(arch, (None, False))[1]:

@@ -7,8 +7,11 @@ every field can be set from a JSON config.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
+
+from utils.config import build, check_types, reject_unknown
+from utils.errors import ConfigError
 
 from .boxes import COMPONENTS, check_boxes_nonempty
 
@@ -16,41 +19,8 @@ CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is invalid."""
-
-
 def _is_pow2(n: int) -> bool:
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
-
-
-def _check_type(obj: Any, f: dataclasses.Field, where: str) -> None:
-    value = getattr(obj, f.name)
-    expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    ok = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "str": lambda v: isinstance(v, str),
-        "Optional[int]": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-    }.get(expected)
-    if ok is not None and not ok(value):
-        raise ConfigError(f"{where}.{f.name} must be of type {expected}, got {value!r}")
-
-
-def from_dict(cls, data: Mapping[str, Any], where: str, aliases: Optional[Mapping[str, str]] = None):
-    """Build dataclass ``cls`` from ``data``; unknown keys fail with the list of valid ones."""
-    aliases = dict(aliases or {})
-    valid = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        name = aliases.get(key, key)
-        if name not in valid:
-            raise ConfigError(
-                f"unknown key '{key}' in {where}; valid keys: {', '.join(valid + sorted(aliases))}"
-            )
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 @dataclass
@@ -68,8 +38,7 @@ class EncoderConfig:
     component_channels: Optional[int] = None
 
     def __post_init__(self):
-        for f in fields(self):
-            _check_type(self, f, "encoder")
+        check_types(self, "encoder")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"encoder.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.feat_size) or self.feat_size > self.size // 2:
@@ -119,8 +88,7 @@ class GeneratorConfig:
     train_noise: str = "random"
 
     def __post_init__(self):
-        for f in fields(self):
-            _check_type(self, f, "generator")
+        check_types(self, "generator")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"generator.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.content_size) or self.content_size >= self.size:
@@ -165,8 +133,7 @@ class DiscriminatorConfig:
     channel_max: int = 512
 
     def __post_init__(self):
-        for f in fields(self):
-            _check_type(self, f, "discriminator")
+        check_types(self, "discriminator")
         if not _is_pow2(self.size) or not 8 <= self.size <= 1024:
             raise ConfigError(f"discriminator.size must be a power of two in [8, 1024], got {self.size}")
 
@@ -208,15 +175,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
         """Inverse of ``to_dict`` (full field dicts; unknown keys rejected)."""
-        unknown = set(data) - {"arch", "encoder", "generator", "discriminator"}
-        if unknown:
-            raise ConfigError(f"unknown key(s) {sorted(unknown)} in model config; valid keys: "
-                              "arch, encoder, generator, discriminator")
+        reject_unknown(data, ("arch", "encoder", "generator", "discriminator"), "model config")
         return cls(
             arch=data["arch"],
-            encoder=from_dict(EncoderConfig, data.get("encoder", {}), "encoder"),
-            generator=from_dict(GeneratorConfig, data.get("generator", {}), "generator"),
-            discriminator=from_dict(DiscriminatorConfig, data.get("discriminator", {}), "discriminator"),
+            encoder=build(EncoderConfig, data.get("encoder", {}), "encoder"),
+            generator=build(GeneratorConfig, data.get("generator", {}), "generator"),
+            discriminator=build(DiscriminatorConfig, data.get("discriminator", {}), "discriminator"),
         )
 
 
@@ -328,13 +292,10 @@ def build_model_config(arch: str, encoder: Optional[Mapping] = None, generator: 
             (e, encoder, ENCODER_ALIASES, EncoderConfig, "encoder"),
             (g, generator, GENERATOR_ALIASES, GeneratorConfig, "generator"),
             (d, discriminator, {}, DiscriminatorConfig, "discriminator")):
-        valid = [f.name for f in fields(cls)]
+        valid = [f.name for f in dataclasses.fields(cls)]
+        reject_unknown([k for k in overrides if aliases.get(k, k) not in valid], valid + sorted(aliases), where)
         for key, value in overrides.items():
-            name = aliases.get(key, key)
-            if name not in valid:
-                raise ConfigError(f"unknown key '{key}' in {where}; valid keys: "
-                                  f"{', '.join(valid + sorted(aliases))}")
-            target[name] = value
+            target[aliases.get(key, key)] = value
     # Keep the shared geometry consistent unless set explicitly.
     if "content_size" not in generator:
         g["content_size"] = e["feat_size"] // 2

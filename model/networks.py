@@ -27,6 +27,15 @@ def _check_image(x: Tensor, size: int, name: str = "image") -> None:
         raise ValueError(f"{name} must have shape [B, 3, {size}, {size}], got {list(x.shape)}")
 
 
+def build_trunk(cfg: EncoderConfig) -> nn.Sequential:
+    """The encoder trunk: image [B, 3, S, S] -> features [B, C, fs, fs] (a 1x1 stem, then one
+    downsampling residual block per halving)."""
+    ch = cfg.trunk_channels()
+    trunk = [ConvLayer(3, ch[0], 1)]
+    trunk += [ResBlock(a, b, downsample=True, padding="reflect") for a, b in zip(ch[:-1], ch[1:])]
+    return nn.Sequential(*trunk)
+
+
 class Encoder(nn.Module):
     """Image -> (content [B, Cc, fs/2, fs/2], components [B, 4, D])."""
 
@@ -34,9 +43,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = cfg.trunk_channels()
-        trunk = [ConvLayer(3, ch[0], 1)]
-        trunk += [ResBlock(a, b, downsample=True, padding="reflect") for a, b in zip(ch[:-1], ch[1:])]
-        self.trunk = nn.Sequential(*trunk)
+        self.trunk = build_trunk(cfg)
         self.content_head = ResBlock(ch[-1], cfg.content_channels, downsample=True, padding="reflect")
         comp_ch = ch[-1]
         self.component_head = None

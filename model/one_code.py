@@ -23,9 +23,11 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .config import ConfigError, EncoderConfig
-from .layers import ConvLayer, EqualLinear, ResBlock
-from .networks import _check_image
+from utils.errors import ConfigError
+
+from .config import EncoderConfig
+from .layers import EqualLinear
+from .networks import _check_image, build_trunk
 
 N_SLOTS = 4
 
@@ -39,11 +41,8 @@ class OneCodeEncoder(nn.Module):
             raise ConfigError("encoder.component_channels does not apply to the one_code architecture "
                               "(it has no component head); remove it")
         self.cfg = cfg
-        ch = cfg.trunk_channels()
-        trunk = [ConvLayer(3, ch[0], 1)]
-        trunk += [ResBlock(a, b, downsample=True, padding="reflect") for a, b in zip(ch[:-1], ch[1:])]
-        self.trunk = nn.Sequential(*trunk)
-        self.code_fc = EqualLinear(ch[-1] * cfg.feat_size * cfg.feat_size, N_SLOTS * cfg.comp_dim, activate=True)
+        self.trunk = build_trunk(cfg)
+        self.code_fc = EqualLinear(cfg.trunk_channels()[-1] * cfg.feat_size * cfg.feat_size, N_SLOTS * cfg.comp_dim, activate=True)
         self.content = nn.Parameter(torch.randn(1, cfg.content_channels, cfg.content_size, cfg.content_size))
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:

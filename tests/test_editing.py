@@ -61,7 +61,7 @@ def _err_line(capsys):
 
 # --------------------------------------------------------------------------------------------- API
 def test_api_shapes_and_transfer_only_moves_requested_components(work):
-    from utils.editing import Editor, EditingError
+    from editing import Editor, EditingError
 
     ed = Editor.from_checkpoint(work["ckpt"], device="cpu", batch_size=2)
     x = torch.rand(3, 3, SIZE, SIZE) * 2 - 1
@@ -98,7 +98,7 @@ def test_reconstruction_script(work, capsys):
     notices = [ln for ln in err.splitlines() if ln.startswith("notice: resizing")]
     assert len(notices) == 1 and "face2.png" in notices[0]  # one line for the 48-px input
     # The output is G(E(x)) of the API.
-    from utils.editing import Editor
+    from editing import Editor
     ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
     x = _read(work["faces"] / "face0.png")[None]
     torch.testing.assert_close(_read(out / "face0.png"), ed.reconstruct(x)[0], rtol=0, atol=1.01 / 127.5)
@@ -118,7 +118,7 @@ def test_reconstruction_default_out_and_list_file(work, tmp_path, monkeypatch):
 
 def test_component_transfer_script(work, capsys):
     import component_transfer
-    from utils.editing import Editor
+    from editing import Editor
 
     f = work["faces"]
     out = work["root"] / "transfer"
@@ -151,8 +151,8 @@ def test_boundary_fit_store_reload_and_held_out_accuracy(work, capsys):
     enough (validation ~0.8). A trained model is needed for the subtler attributes."""
     import attr_manipulation
     from data_loader.synthfaces import ATTRIBUTES
-    from utils.boundaries import Boundary, SynthFacesLabels
-    from utils.editing import Editor
+    from editing.boundaries import Boundary, SynthFacesLabels
+    from editing import Editor
 
     out = work["root"] / "beard"
     argv = ["--resume", str(work["ckpt"]), "--data_path", str(work["faces"]), "--attr", "beard",
@@ -192,8 +192,8 @@ def test_boundary_fit_store_reload_and_held_out_accuracy(work, capsys):
 
 def test_boundary_refitted_for_other_weights_or_corrupt_file(work, tmp_path):
     from model.checkpoint import save_model_checkpoint
-    from utils.boundaries import SynthFacesLabels, get_boundary
-    from utils.editing import Editor
+    from editing.boundaries import SynthFacesLabels, get_boundary
+    from editing import Editor
 
     logs = []
     ed = Editor.from_checkpoint(work["ckpt"], device="cpu", batch_size=50)
@@ -217,8 +217,8 @@ def test_boundary_refitted_for_other_weights_or_corrupt_file(work, tmp_path):
 def test_single_eye_edit_and_sweep(work, capsys):
     import attr_manipulation
     import reconstruction
-    from utils.boundaries import get_boundary, SynthFacesLabels
-    from utils.editing import Editor
+    from editing.boundaries import get_boundary, SynthFacesLabels
+    from editing import Editor
 
     ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
     b = get_boundary(ed, "Left_Eye_Closed", work["boundaries"], source=SynthFacesLabels(SIZE, N_LABEL, 0))

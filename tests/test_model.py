@@ -305,7 +305,7 @@ def test_released_cam256_checkpoint_loads_with_official_placement(tmp_path, offi
 
 def test_sample_checkpoint_loads_config_but_not_as_networks(reference_dir):
     from model.checkpoint import load_models, read_checkpoint
-    from utils.official_checkpoint import CheckpointError
+    from model.official_checkpoint import CheckpointError
 
     payload, source = read_checkpoint(reference_dir / "official_checkpoint_format_sample.pth")
     assert source == "official" and payload["config"]["model_arch"] == "iafaces_256"

@@ -1,4 +1,4 @@
-"""Tests for utils/official_checkpoint.py: safe loading of released IA-FaceS checkpoints.
+"""Tests for model/official_checkpoint.py: safe loading of released IA-FaceS checkpoints.
 
 Malicious files are built here with ``torch.save`` / ``pickle`` from objects whose
 ``__reduce__`` would run a payload (each payload only creates a marker file in
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import REFERENCE  # noqa: E402
 
-from utils.official_checkpoint import (  # noqa: E402
+from model.official_checkpoint import (  # noqa: E402
     CheckpointError,
     ConfigParserState,
     OFFICIAL_EXTRA_GLOBALS,

@@ -13,7 +13,7 @@ from model.checkpoint import FORMAT, atomic_save, load_models
 from model.config import ConfigError
 from model.convert import official_keys
 from trainer.config import load_config, parse_config
-from trainer.losses import build_lpips
+from model.lpips import build_lpips
 
 TINY = {
     "seed": 5,

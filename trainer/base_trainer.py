@@ -71,7 +71,7 @@ class BaseTrainer:
         self.logger = setup_logger(self.log_dir if self.dist.is_main else None, t.verbosity, self.dist.is_main)
         self.writer = None
         if t.tensorboard and self.dist.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, needed only with tensorboard on
             self.writer = SummaryWriter(str(self.log_dir))
         self._resume_payload = resume
 

@@ -6,40 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from model.config import ConfigError, ModelConfig, build_model_config
-
-_TYPES = {
-    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,),
-}
-
-
-def _parse_block(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{where}' must be a JSON object, got {type(data).__name__}")
-    valid = [f.name for f in fields(cls)]
-    unknown = [k for k in data if k not in valid]
-    if unknown:
-        raise ConfigError(f"unknown key '{unknown[0]}' in '{where}'; valid keys: {', '.join(valid)}")
-    obj = cls(**data)
-    for f in fields(cls):
-        value = getattr(obj, f.name)
-        t = str(f.type)
-        optional = t.startswith("Optional[")
-        base = t[9:-1] if optional else t
-        if value is None and optional:
-            continue
-        types = _TYPES.get(base)
-        if types is None:
-            continue
-        if isinstance(value, bool) and base != "bool":
-            raise ConfigError(f"'{where}.{f.name}' must be {base}, got {value!r}")
-        if not isinstance(value, types):
-            raise ConfigError(f"'{where}.{f.name}' must be {base}, got {value!r}")
-    return obj
+from data_loader.registry import DatasetSpec, parse_dataset_spec
+from model.config import ModelConfig, build_model_config
+from utils.config import build
+from utils.errors import ConfigError
 
 
 @dataclass
@@ -126,7 +100,7 @@ class TrainConfig:
     encoder: Spec
     generator: Spec
     discriminator: Spec
-    data_set: Spec
+    data_set: DatasetSpec
     data_name: str = "custom"
     data_loader: DataLoaderConfig = field(default_factory=DataLoaderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -146,11 +120,13 @@ class TrainConfig:
                                   self.discriminator.args)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["data_set"] = self.data_set.to_dict()
+        return d
 
 
 _BLOCKS = {
-    "encoder": Spec, "generator": Spec, "discriminator": Spec, "data_set": Spec,
+    "encoder": Spec, "generator": Spec, "discriminator": Spec,
     "data_loader": DataLoaderConfig, "loss": LossConfig, "optimizer_G": OptimizerConfig,
     "optimizer_D": OptimizerConfig, "lr_scheduler_G": Spec, "lr_scheduler_D": Spec,
     "trainer": TrainerConfig,
@@ -158,28 +134,17 @@ _BLOCKS = {
 
 
 def parse_config(data: dict, where: str = "config") -> TrainConfig:
-    """Validate a JSON config dict into a TrainConfig (and check it builds a model)."""
+    """Validate a JSON config dict into a TrainConfig: every block, the data set included, and the
+    model it builds."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object")
-    valid = [f.name for f in fields(TrainConfig)]
-    unknown = [k for k in data if k not in valid]
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(valid)}")
-    missing = [f.name for f in fields(TrainConfig)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               and f.name not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s): {', '.join(missing)}")
-    kwargs = {}
+    kwargs = dict(data)
     for key, value in data.items():
-        if key in _BLOCKS:
-            kwargs[key] = None if value is None else _parse_block(_BLOCKS[key], value, key)
-        else:
-            kwargs[key] = value
-    cfg = TrainConfig(**kwargs)
-    for key, typ in (("seed", int), ("exp_id", str), ("model_arch", str), ("data_name", str)):
-        if not isinstance(getattr(cfg, key), typ) or isinstance(getattr(cfg, key), bool):
-            raise ConfigError(f"{where}: '{key}' must be {typ.__name__}")
+        if key in _BLOCKS and value is not None:
+            kwargs[key] = build(_BLOCKS[key], value, key)
+    if "data_set" in data:
+        kwargs["data_set"] = parse_dataset_spec(data["data_set"])
+    cfg = build(TrainConfig, kwargs, where)
     for key in ("lr_scheduler_G", "lr_scheduler_D"):
         spec = getattr(cfg, key)
         if spec is not None and spec.type not in SCHEDULERS:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from data_loader.augment import train_augment
+
 
 class AugmentedDataset(Dataset):
     """Wraps a dataset; ``ds[(index, epoch)]`` applies the training flip and hole mask."""
@@ -23,8 +25,6 @@ class AugmentedDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, key):
-        from data_loader.augment import train_augment
-
         index, epoch = key
         sample = self.base[index]
         rng = np.random.default_rng([self.seed, epoch, index])

@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import build_networks
-from model.checkpoint import FORMAT
+from model.checkpoint import pack_checkpoint
 from utils.image_io import make_grid, save_image
 
 from .base_trainer import BaseTrainer, DistInfo
@@ -185,17 +185,10 @@ class IAFacesTrainer(BaseTrainer):
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
-        return {
-            "format": FORMAT,
-            "model_config": self.model_config.to_dict(),
-            "config": self.cfg.to_dict(),
-            "encoder": cpu(self.E), "generator": cpu(self.G), "discriminator": cpu(self.D),
-            "e_ema": cpu(self.e_ema), "g_ema": cpu(self.g_ema),
-            "optimizer_G": self.opt_G.state_dict(), "optimizer_D": self.opt_D.state_dict(),
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-            "avg_mse": self.monitor_best,
-        }
+        return pack_checkpoint(
+            self.model_config, self.cfg.to_dict(), self.e_ema, self.g_ema, self.D, self.E, self.G,
+            optimizer_G=self.opt_G.state_dict(), optimizer_D=self.opt_D.state_dict(),
+            schedulers={k: s.state_dict() for k, s in self.schedulers.items()}, avg_mse=self.monitor_best)
 
     def load_state_dict(self, state: dict) -> None:
         self.E.load_state_dict(state["encoder"])

@@ -1,22 +1,19 @@
-"""Command-line plumbing: user errors become one line on stderr and exit status 2."""
+"""Command-line plumbing: user errors become one line on stderr and exit status 2; argument
+parsing with one-line errors; progress bars on stderr."""
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable
 
+from tqdm import tqdm
 
-class UserError(Exception):
-    """A problem with the user's input; printed as one line, no traceback."""
+from utils.errors import UserError
+from utils.malloc import tune_malloc
 
-
-def user_error_types() -> tuple[type, ...]:
-    """Exception types that describe bad user input rather than bugs."""
-    from model.config import ConfigError
-    from utils.image_io import ImageError
-    from utils.official_checkpoint import CheckpointError
-
-    return (UserError, ConfigError, ImageError, CheckpointError, FileNotFoundError)
+#: Exception types that describe bad user input rather than bugs.
+USER_ERRORS: tuple[type, ...] = (UserError, FileNotFoundError)
 
 
 def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
@@ -24,12 +21,10 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> int:
-        from utils.malloc import tune_malloc
-
         tune_malloc()
         try:
             code = fn(*args, **kwargs)
-        except user_error_types() as e:
+        except USER_ERRORS as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             print(f"error: {msg}", file=sys.stderr)
             return 2
@@ -39,3 +34,16 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
         return int(code or 0)
 
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2 through :func:`main_guard`)."""
+
+    def error(self, message: str):  # noqa: D401
+        raise UserError(f"{message} (see --help)")
+
+
+def progress(total: int, desc: str, unit: str = "img", enabled: bool = True) -> tqdm:
+    """A progress bar on stderr that disappears when done (off when stderr is not a terminal)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if enabled else True, file=sys.stderr,
+                leave=False)

@@ -5,11 +5,7 @@ from typing import Union
 
 import torch
 
-from utils.cli import UserError
-
-
-class DeviceError(UserError, ValueError):
-    """The requested device is unknown or not available."""
+from utils.errors import DeviceError
 
 
 def resolve_device(spec: Union[str, torch.device, None] = "auto") -> torch.device:

@@ -10,12 +10,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from utils.errors import ImageError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PathLike = Union[str, os.PathLike]
-
-
-class ImageError(ValueError):
-    """An input image is missing, unreadable or not an image."""
 
 
 def open_rgb(path: PathLike) -> Image.Image:
@@ -49,6 +47,11 @@ def load_image(path: PathLike, size: Optional[int] = None) -> Tensor:
     if size is not None and im.size != (size, size):
         im = im.resize((size, size), Image.BICUBIC)
     return pil_to_tensor(im)
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
 
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:

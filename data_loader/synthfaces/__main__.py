@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from PIL import Image, ImageDraw, ImageFont
 
 from .export import UsageError as _UsageError
 from .export import export, export_splits  # noqa: F401  (re-exported)
@@ -66,7 +67,7 @@ def benchmark(seconds: float = 3.0, sizes: Sequence[int] = (64, 256)) -> dict[in
     except (AttributeError, OSError):
         pass
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: present only with some NumPy/BLAS installs
 
         threadpool_limits(1)
     except ImportError:
@@ -88,8 +89,6 @@ def benchmark(seconds: float = 3.0, sizes: Sequence[int] = (64, 256)) -> dict[in
 # Contact sheet
 # ----------------------------------------------------------------------------------------------
 def _font(size: int):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # very old Pillow
@@ -99,8 +98,6 @@ def _font(size: int):
 def contact_sheet(path: str, seed: int = 0, tile: int = 128) -> None:
     """Samples (4x8 at ``tile`` px), the same faces rendered at 64 px (upscaled), and rows of
     counterfactuals: original | reference | mouth/eyes/nose transferred | three attribute flips."""
-    from PIL import Image, ImageDraw
-
     cols, pad, head = 8, 4, 26
     font, small = _font(16), _font(12)
     W = cols * tile + (cols + 1) * pad

@@ -1,16 +1,34 @@
 """Torch dataset rendering SynthFaces on the fly."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from .factors import ATTRIBUTES, Factors, attribute_vector, sample_factors
 from .render import check_size, render
 
 SPLITS = ("train", "val", "test")
+DEFAULT_SPLITS = {"num_train": 28000, "num_val": 1000, "num_test": 1000}
+
+
+def to_tensor(images) -> Tensor:
+    """uint8 images [..., S, S, 3] (NumPy or torch) -> float32 [..., 3, S, S] in [-1, 1]."""
+    x = torch.as_tensor(images)
+    return x.movedim(-1, -3).float().div_(127.5).sub_(1.0).contiguous()
+
+
+def render_batch(factors: Sequence[Factors], size: int) -> Tensor:
+    """Faces of ``factors`` rendered at ``size`` px: float32 [N, 3, S, S] in [-1, 1]."""
+    return to_tensor(np.stack([render(f, size) for f in factors]))
+
+
+def label_matrix(factors: Sequence[Factors]) -> np.ndarray:
+    """Attribute labels of ``factors``: bool [N, len(ATTRIBUTES)]."""
+    return np.stack([attribute_vector(f) > 0.5 for f in factors])
 
 
 def split_ranges(num_train: int, num_val: int, num_test: int) -> dict[str, range]:
@@ -37,8 +55,9 @@ class SynthFacesDataset(Dataset):
 
     attribute_names = ATTRIBUTES
 
-    def __init__(self, size: int = 64, split: str = "train", seed: int = 0, num_train: int = 28000,
-                 num_val: int = 1000, num_test: int = 1000, cache: bool = False,
+    def __init__(self, size: int = 64, split: str = "train", seed: int = 0,
+                 num_train: int = DEFAULT_SPLITS["num_train"], num_val: int = DEFAULT_SPLITS["num_val"],
+                 num_test: int = DEFAULT_SPLITS["num_test"], cache: bool = False,
                  transform: Optional[Callable[[dict], dict]] = None):
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
@@ -76,9 +95,8 @@ class SynthFacesDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         fid = self.face_id(int(i))
         img, attrs = self._render(fid)
-        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
         sample = {
-            "image": image.contiguous(),
+            "image": to_tensor(img),
             "mask": torch.ones(1, self.size, self.size),
             "attrs": torch.from_numpy(attrs.copy()),
             "index": fid,

@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 
+from PIL import Image
+from tqdm import tqdm
+
+from utils.errors import UserError
+
+from ..attributes import write_attribute_file
 from .factors import ATTRIBUTES, GENERATOR_VERSION, attribute_vector, sample_factors
 from .render import render
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad user input (reported by the CLI as one line, exit status 2)."""
 
 
@@ -39,8 +46,6 @@ def _prepare_out_dir(out: str) -> None:
 
 def _export_one(job):
     seed, idx, size, out = job
-    from PIL import Image
-
     f = sample_factors(seed, idx)
     Image.fromarray(render(f, size)).save(os.path.join(out, "images", f"{idx}.jpg"), quality=95)
     return idx, f.to_dict(), attribute_vector(f)
@@ -48,17 +53,11 @@ def _export_one(job):
 
 def export(out: str, num: int, size: int, seed: int, workers: int = 1, progress: bool = True) -> None:
     """Write ``num`` faces in the CelebA-HQ layout (see module docs of ``data_loader.attributes``)."""
-    from tqdm import tqdm
-
-    from ..attributes import write_attribute_file
-
     _prepare_out_dir(out)
     jobs = [(seed, i, size, out) for i in range(num)]
     factors, attrs = {}, {}
     bar = tqdm(total=num, desc="synthfaces export", unit="img", disable=not progress)
     if workers > 1:
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers) as pool:
             for idx, fd, av in pool.imap_unordered(_export_one, jobs, chunksize=16):
                 factors[idx], attrs[idx] = fd, av

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
-from model.boxes import COMPONENT_GROUPS, COMPONENTS
+from model.boxes import COMPONENTS, component_indices
 
 Color = tuple  # (r, g, b) floats in [0, 1]
 
@@ -425,22 +425,9 @@ def flip_attribute(f: Factors, name: str, target: bool) -> Factors:
     return out
 
 
-def _expand_components(components: Union[str, Iterable[str]]) -> tuple[str, ...]:
-    names = [components] if isinstance(components, str) else list(components)
-    out: list[str] = []
-    for spec in names:
-        for part in (p.strip() for p in spec.split(",")):
-            if not part:
-                continue
-            if part not in COMPONENT_GROUPS:
-                raise ValueError(f"unknown component '{part}'; choose from {', '.join(COMPONENT_GROUPS)}")
-            out.extend(COMPONENTS[i] for i in COMPONENT_GROUPS[part])
-    return tuple(c for c in COMPONENTS if c in out)
-
-
 def transfer(target: Factors, reference: Factors, components: Union[str, Iterable[str]]) -> Factors:
     """Ground truth of component transfer: ``target`` with the given components' factors taken from
     ``reference``. ``components``: names among l_eye, r_eye, nose, mouth, or groups (eyes, all);
     a list or a comma-separated string."""
-    comps = _expand_components(components)
+    comps = [COMPONENTS[i] for i in component_indices(components)]
     return replace(target, **{c: getattr(reference, c) for c in comps})

@@ -31,8 +31,9 @@ code.  This module never does that:
   called, and the refusal is turned into a :class:`CheckpointError`.
 
 Public API: :class:`CheckpointError`, :func:`load_checkpoint_file`,
-:func:`load_official_checkpoint`, :func:`is_official_checkpoint`,
-:class:`ConfigParserState`.
+:func:`load_official_checkpoint`, :func:`parse_official_checkpoint`,
+:func:`is_official_checkpoint`, :class:`ConfigParserState`. ``model.checkpoint`` is the entry
+point that reads any checkpoint (own or released) once and rebuilds networks from it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from typing import Any
 
 import torch
 
+from utils.errors import CheckpointError
+
 __all__ = [
     "CheckpointError",
     "ConfigParserState",
@@ -57,6 +60,7 @@ __all__ = [
     "is_official_checkpoint",
     "load_checkpoint_file",
     "load_official_checkpoint",
+    "parse_official_checkpoint",
 ]
 
 REQUIRED_KEYS = ("config", "e_ema", "g_ema")
@@ -66,10 +70,6 @@ _UNTRUSTED_ADVICE = (
     "Only load checkpoints from sources you trust, and inspect untrusted ones in a sandbox "
     "(e.g. with pickletools) rather than loading them"
 )
-
-
-class CheckpointError(ValueError):
-    """Any problem loading a checkpoint; the message is one line naming file, problem and fix."""
 
 
 # --------------------------------------------------------------------------- stand-ins
@@ -400,7 +400,14 @@ def _scalar(value: Any) -> Any:
 
 
 def load_official_checkpoint(path: str | os.PathLike) -> dict:
-    """Safely load a released IA-FaceS checkpoint into plain Python objects.
+    """Safely load a released IA-FaceS checkpoint into plain Python objects
+    (:func:`parse_official_checkpoint` of the file's contents)."""
+    return parse_official_checkpoint(load_checkpoint_file(path), path)
+
+
+def parse_official_checkpoint(raw: Any, path: str | os.PathLike) -> dict:
+    """The released IA-FaceS layout of ``raw`` (what :func:`load_checkpoint_file` returned for
+    ``path``) as plain Python objects.
 
     Returns a dict with
 
@@ -417,7 +424,6 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict:
     * any other top-level keys, as stored.
     """
     shown = os.fsdecode(os.fspath(path))
-    raw = load_checkpoint_file(path)
     if not isinstance(raw, Mapping):
         raise CheckpointError(
             f"{shown} is not an IA-FaceS checkpoint: its top level is {type(raw).__name__}, expected a dict "

@@ -34,8 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data_loader import synthfaces as sf
+from data_loader.attributes import read_attribute_file
+from data_loader.synthfaces.dataset import SynthFacesDataset, label_matrix, render_batch
 from model.boxes import COMPONENTS
-from utils.cli import UserError
+from model.checkpoint import atomic_save
+from utils.cli import progress
+from utils.errors import EditingError
+from utils.image_io import load_image
 
 FORMAT = "iafaces-boundary/1"
 SELECT_RATIO = 0.47  # at most this share of the labelled faces on each side
@@ -45,7 +51,7 @@ DEFAULT_SYNTH_FACES = 2000
 PathLike = Union[str, os.PathLike]
 
 
-class BoundaryError(UserError, ValueError):
+class BoundaryError(EditingError):
     """A boundary cannot be fitted or loaded (too few labelled faces, unknown attribute, ...)."""
 
 
@@ -93,7 +99,6 @@ class Boundary:
                    path)
 
     def save(self, path: PathLike) -> None:
-        from model.checkpoint import atomic_save
         atomic_save(self.to_dict(), path)
         self.path = str(path)
 
@@ -128,6 +133,7 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
                  source: Optional[dict] = None, fingerprint: str = "", seed: int = 0, C: float = 1.0) -> Boundary:
     """Fit one linear SVM per component. embeddings [N, 4, D]; labels [N] (bool / 0-1 / +-1,
     positive = attribute present)."""
+    # scikit-learn is a heavy import, needed only when a boundary is fitted.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
@@ -209,9 +215,6 @@ class SynthFacesLabels(LabelSource):
 
     def __init__(self, size: int, num: int = DEFAULT_SYNTH_FACES, seed: int = 0, split: str = "train",
                  splits: Optional[dict] = None):
-        from data_loader import synthfaces as sf
-        from data_loader.synthfaces.dataset import SynthFacesDataset
-
         if num < 2 * MIN_PER_CLASS:
             raise BoundaryError(f"--num_label_faces must be at least {2 * MIN_PER_CLASS} for SynthFaces labels, "
                                 f"got {num}")
@@ -235,16 +238,12 @@ class SynthFacesLabels(LabelSource):
 
     def label_table(self) -> np.ndarray:
         if self._table is None:
-            from data_loader import synthfaces as sf
-            self._table = np.stack([sf.attribute_vector(sf.sample_factors(self.seed, i)) > 0.5
-                                    for i in self._indices])
+            self._table = label_matrix([sf.sample_factors(self.seed, i) for i in self._indices])
         return self._table
 
     def images(self, indices: Sequence[int]) -> Tensor:
         """Rendered faces [n, 3, S, S] in [-1, 1] (global face indices)."""
-        from data_loader import synthfaces as sf
-        arr = np.stack([sf.render(sf.sample_factors(self.seed, i), self.size) for i in indices])
-        return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return render_batch([sf.sample_factors(self.seed, i) for i in indices], self.size)
 
     def compute_embeddings(self, editor) -> Tensor:
         out = []
@@ -289,11 +288,9 @@ class CelebAHQLabels(LabelSource):
         return self._table
 
     def compute_embeddings(self, editor) -> Tensor:
-        from utils.editing import ImageLoader
-        loader = ImageLoader(editor.size, notice=lambda m: None)
         out = []
         for chunk in _progress_chunks(self.files, editor.batch_size, "encoding CelebA-HQ label faces"):
-            out.append(editor.encode(loader.batch(chunk))[1])
+            out.append(editor.encode(torch.stack([load_image(p, editor.size) for p in chunk]))[1])
         return torch.cat(out)
 
 
@@ -310,7 +307,6 @@ def _find_image(img_dir: Path, name: str) -> Optional[Path]:
 
 def _read_attribute_file(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """(attribute names, {image file name: int8 +-1 vector}) of a CelebAMask-HQ attribute file."""
-    from data_loader.attributes import read_attribute_file
     try:
         names, table = read_attribute_file(path)
     except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
@@ -319,8 +315,7 @@ def _read_attribute_file(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 
 
 def _progress_chunks(items: Sequence, n: int, desc: str):
-    from tqdm import tqdm
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=None, file=sys.stderr, leave=False)
+    bar = progress(len(items), desc)
     try:
         for i in range(0, len(items), n):
             chunk = items[i:i + n]
@@ -379,8 +374,6 @@ def find_stored(boundary_dir: PathLike, attribute: str) -> Optional[Path]:
 def label_embeddings(editor, source: LabelSource, boundary_dir: PathLike, refit: bool = False,
                      log: Callable[[str], None] = _log) -> Tensor:
     """Component embeddings [N, 4, D] of the source's faces, cached in ``boundary_dir``."""
-    from model.checkpoint import atomic_save
-
     path = Path(boundary_dir) / f"embeddings_{source.key}.pt"
     if path.is_file() and not refit:
         try:

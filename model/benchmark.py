@@ -1,4 +1,4 @@
-"""Time the encoder + generator forward pass: ``python -m utils.benchmark --arch iafaces_256``."""
+"""Time the encoder + generator forward pass: ``python -m model.benchmark --arch iafaces_256``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import torch
 
 from model import ARCHITECTURES, build_model_config, build_networks
 from utils.device import resolve_device
+from utils.malloc import tune_malloc
 
 
 def main(argv=None) -> None:
@@ -19,8 +20,6 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args(argv)
-    from utils.malloc import tune_malloc
-
     tune_malloc()  # as every command of the project does (utils.cli.main_guard)
     dev = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)

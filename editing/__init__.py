@@ -1,0 +1,15 @@
+"""Face editing with a trained IA-FaceS model: the :class:`Editor` (encode, decode, transfer,
+apply_direction), the official attribute presets and the SVM attribute boundaries.
+
+    from editing import Editor, get_boundary
+"""
+from model.boxes import component_indices, component_label
+from utils.errors import EditingError
+
+from .boundaries import (Boundary, BoundaryError, CelebAHQLabels, LabelSource, SynthFacesLabels,
+                         default_boundary_dir, default_label_source, find_stored, fit_boundary, get_boundary)
+from .editor import PRESETS, Editor, Preset
+
+__all__ = ["Boundary", "BoundaryError", "CelebAHQLabels", "EditingError", "Editor", "LabelSource", "PRESETS",
+           "Preset", "SynthFacesLabels", "component_indices", "component_label", "default_boundary_dir",
+           "default_label_source", "find_stored", "fit_boundary", "get_boundary"]

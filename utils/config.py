@@ -1,0 +1,102 @@
+"""Typed configuration blocks: one dataclass per JSON block, one type vocabulary, unknown keys
+rejected with the list of valid ones.
+
+Field annotations (strings under ``from __future__ import annotations``) use the names of
+:data:`TYPES`, ``Optional[T]`` (null allowed) and ``Union[A, B]``; other annotations (nested
+blocks) are left to the caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from utils.errors import ConfigError
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: annotation name -> (what the message says, check)
+TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "int": ("int", _is_int),
+    "float": ("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": ("bool", lambda v: isinstance(v, bool)),
+    "str": ("str", lambda v: isinstance(v, str)),
+    "dict": ("dict", lambda v: isinstance(v, dict)),
+    "list": ("list", lambda v: isinstance(v, (list, tuple))),
+}
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def _split_args(inner: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in inner:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur.strip()]
+
+
+def _checker(annotation: str) -> Optional[tuple[str, Callable[[Any], bool]]]:
+    """(description, check) of an annotation in the vocabulary, or None when it is not one."""
+    if annotation.startswith("Optional[") and annotation.endswith("]"):
+        inner = _checker(annotation[9:-1])
+        return None if inner is None else (f"{inner[0]} or null", lambda v: v is None or inner[1](v))
+    if annotation.startswith("Union[") and annotation.endswith("]"):
+        parts = [_checker(a) for a in _split_args(annotation[6:-1])]
+        if any(p is None for p in parts):
+            return None
+        return " or ".join(p[0] for p in parts), lambda v: any(p[1](v) for p in parts)
+    return TYPES.get(annotation)
+
+
+def check_value(annotation: Any, value: Any, where: str) -> None:
+    """ConfigError unless ``value`` fits ``annotation`` (names outside the vocabulary pass)."""
+    checker = _checker(_type_name(annotation))
+    if checker is not None and not checker[1](value):
+        raise ConfigError(f"{where} must be {checker[0]}, got {value!r} (expected type {checker[0]})")
+
+
+def check_types(obj: Any, where: str) -> None:
+    """Check every field of dataclass instance ``obj`` (call it first in ``__post_init__``)."""
+    for f in dataclasses.fields(obj):
+        check_value(f.type, getattr(obj, f.name), f"{where}.{f.name}")
+
+
+def reject_unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
+    """ConfigError naming the first key not in ``valid``, with the valid ones."""
+    valid = list(valid)
+    for key in keys:
+        if key not in valid:
+            raise ConfigError(f"unknown key '{key}' in {where}; valid keys: {', '.join(valid)}")
+
+
+def required_fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def build(cls, data: Any, where: str, aliases: Optional[Mapping[str, str]] = None):
+    """Dataclass ``cls`` from the JSON object ``data``: unknown keys, missing required keys and
+    values of the wrong type fail with a ConfigError before ``cls`` is constructed. ``aliases``
+    maps accepted alternative key names to field names."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    aliases = dict(aliases or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {aliases.get(k, k): v for k, v in data.items()}
+    reject_unknown([k for k in data if aliases.get(k, k) not in fields], list(fields) + sorted(aliases), where)
+    missing = [k for k in required_fields(cls) if k not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}; valid keys: {', '.join(fields)}")
+    for name, value in kwargs.items():
+        check_value(fields[name].type, value, f"{where}.{name}")
+    return cls(**kwargs)
