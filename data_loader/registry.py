@@ -7,8 +7,8 @@ built for a split with :func:`build_dataset`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from utils.config import build, check_types, reject_unknown
 from utils.errors import ConfigError
@@ -96,16 +96,23 @@ DATASETS: dict[str, tuple[type, Callable[[Any, str], Any]]] = {
 }
 
 
-class DatasetSpec(NamedTuple):
-    """A checked ``data_set`` block: the type name and its typed args."""
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A checked ``data_set`` block: the type name, its typed args, and the args as written (what
+    :meth:`to_dict` gives back). Unpacks as ``(type, args)``."""
     type: str
     args: Any
+    given: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __iter__(self) -> Iterator:
+        return iter((self.type, self.args))
+
+    def __getitem__(self, i: int):
+        return tuple(self)[i]
 
     def to_dict(self) -> dict:
-        """The block as JSON; args left at their defaults are omitted."""
-        args = {f.name: getattr(self.args, f.name) for f in dataclasses.fields(self.args)
-                if f.default is dataclasses.MISSING or getattr(self.args, f.name) != f.default}
-        return {"type": self.type, "args": args}
+        """The block as written (JSON)."""
+        return {"type": self.type, "args": dict(self.given)}
 
 
 def parse_dataset_spec(spec: Mapping[str, Any]) -> DatasetSpec:
@@ -120,7 +127,8 @@ def parse_dataset_spec(spec: Mapping[str, Any]) -> DatasetSpec:
     kind = spec["type"]
     if not isinstance(kind, str) or kind not in DATASETS:
         raise ConfigError(f"unknown data_set.type {kind!r}; valid types: {', '.join(DATASETS)}")
-    return DatasetSpec(kind, build(DATASETS[kind][0], spec.get("args") or {}, f"data_set.args (type {kind})"))
+    args = spec.get("args") or {}
+    return DatasetSpec(kind, build(DATASETS[kind][0], args, f"data_set.args (type {kind})"), dict(args))
 
 
 def build_dataset(spec: Union[DatasetSpec, Mapping[str, Any]], split: str):
