@@ -113,6 +113,8 @@ def test_paste_back_of_an_unedited_crop(photo, size, bound):
     assert np.array_equal(black[full == 0], photo[full == 0])
     assert black[full == 1].max() == 0
     assert np.abs(face.paste(face.image).astype(int) - out).max() <= 1
+    # Pasting only the change: no change, no pixel moves.
+    assert np.array_equal(face.paste(face.crop, base=face.crop), photo)
 
 
 def test_several_faces_largest_first_and_all_faces(photo):
