@@ -11,7 +11,8 @@ components and strength) or any attribute of the label source (then ``--componen
 ``beard`` preset follows ``No_Beard`` and therefore removes beards. Boundaries are fitted on first
 use and stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
 (``DIR/<stem>_s<strength>.png`` for a sweep); default DIR
-``output/<checkpoint stem>/attr_<name>[_<component>]/``.
+``output/<checkpoint stem>/attr_<name>[_<component>]/``. With ``--align`` inputs are photos: the face is
+aligned, edited and pasted back into the photo.
 """
 from __future__ import annotations
 
@@ -20,12 +21,11 @@ import sys
 from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
 from editing import (PRESETS, BoundaryError, LabelSource, component_indices, component_label, default_boundary_dir,
                      default_label_source, find_stored, get_boundary)
-from editing.cli import (GridWriter, ImageLoader, add_common_args, batched, check_unique_stems, collect_inputs,
+from editing.cli import (GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs,
                          open_editor, output_dir, parse_strengths, strength_tag)
 from model.boxes import COMPONENTS
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.errors import UserError
-from utils.image_io import save_image
 
 DEFAULT_STRENGTH = 3.0
 
@@ -70,6 +70,7 @@ def default_components(attribute: str):
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    check_align_args(args)
     preset = PRESETS.get(args.attr.lower())
     if args.component is not None:
         component_indices(args.component)  # validate early
@@ -117,22 +118,24 @@ def main(argv=None) -> int:
     name = args.attr.lower() if preset else boundary.attribute
     task = f"attr_{name}" + (f"_{component_label(args.component)}" if args.component else "")
     out = output_dir(args, task)
-    loader, grid = ImageLoader(editor.size), GridWriter(out, args.grid)
+    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    count = 0
     with progress(len(paths), f"attribute {name}") as bar:
-        for chunk in batched(paths, editor.batch_size):
-            x = loader.batch(chunk)
+        for items, x in inputs.batches(paths, editor.batch_size):
             content, z = editor.encode(x)
             edits = [editor.decode(content, editor.apply_direction(z, boundary, s, idx)) for s in strengths]
             recon = editor.decode(content, z) if args.grid else None
-            for j, p in enumerate(chunk):
+            for j, it in enumerate(items):
                 for s, e in zip(strengths, edits):
-                    save_image(e[j], out / (f"{p.stem}_{strength_tag(s)}.png" if sweep else f"{p.stem}.png"))
+                    inputs.save(it, e[j], out / (f"{it.path.stem}_{strength_tag(s)}.png" if sweep else
+                                                 f"{it.path.stem}.png"))
                 if args.grid:
                     grid.add([x[j], recon[j]] + [e[j] for e in edits])
-            bar.update(len(chunk))
+            count += len(items) * len(strengths)
+            bar.update(len({it.position for it in items}))
     grid.flush()
-    print(f"wrote {len(paths) * len(strengths)} edit(s) to {out}", file=sys.stderr)
-    return 0
+    print(inputs.summary(f"{count} edit(s)", len(paths)), file=sys.stderr)
+    return inputs.status
 
 
 if __name__ == "__main__":

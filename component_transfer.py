@@ -7,18 +7,21 @@ chosen component embeddings from the reference, ``z_target[:, idx] = z_reference
 Components: eyes, l_eye, r_eye, nose, mouth, all, or comma-separated combinations (``eyes,nose``).
 Targets and references pair by position, or one reference serves every target. Writes
 ``DIR/<target stem>.png`` (``DIR/<target stem>_<component>.png`` when several --component values
-are given); default DIR ``output/<checkpoint stem>/component_transfer/``.
+are given); default DIR ``output/<checkpoint stem>/component_transfer/``. With ``--align`` targets and
+references are photos: both are aligned, and the output is the target photo with the edited face
+pasted back (``--all_faces``: every face of the target takes the reference's components).
 """
 from __future__ import annotations
 
 import sys
 from collections import Counter
 
+import torch
+
 from editing import Editor, component_indices, component_label
-from editing.cli import GridWriter, ImageLoader, add_common_args, collect_inputs, open_editor, output_dir
+from editing.cli import GridWriter, Inputs, add_common_args, check_align_args, collect_inputs, open_editor, output_dir
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.errors import UserError
-from utils.image_io import save_image
 
 
 def build_parser() -> ArgumentParser:
@@ -51,6 +54,7 @@ def output_names(targets, references) -> list[str]:
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    check_align_args(args)
     specs = [s for s in args.component]
     for s in specs:
         component_indices(s)  # validate before any heavy work
@@ -68,32 +72,45 @@ def main(argv=None) -> int:
 
     editor = open_editor(args)
     out = output_dir(args, "component_transfer")
-    loader, grid = ImageLoader(editor.size), GridWriter(out, args.grid)
+    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    ref_crops: dict[int, object] = {}  # input number -> reference crop [3, S, S] (None: it failed)
     if single_ref:
-        ref_img = loader.batch(references)
-        ref_z = editor.encode(ref_img)[1]
+        ref_crops[0] = inputs.crop(references[0], strict=True)
+        single_z = editor.encode(ref_crops[0][None])[1]  # encoded once, used for every target
+
+    def ref_crop(position: int):
+        if single_ref:
+            return ref_crops[0]
+        if position not in ref_crops:
+            ref_crops[position] = inputs.crop(references[position])
+        return ref_crops[position]
+
+    count = 0
     with progress(len(targets), "component transfer") as bar:
-        for start in range(0, len(targets), editor.batch_size):
-            chunk = targets[start:start + editor.batch_size]
-            x = loader.batch(chunk)
+        for items, x in inputs.batches(targets, editor.batch_size):
+            keep = [k for k, it in enumerate(items) if ref_crop(it.position) is not None]
+            if not keep:
+                continue
+            items, x = [items[k] for k in keep], x[keep]
+            r_img = torch.stack([ref_crop(it.position) for it in items])
             content, z = editor.encode(x)
-            if single_ref:
-                r_img, r_z = ref_img.expand(len(chunk), -1, -1, -1), ref_z
-            else:
-                r_img = loader.batch(references[start:start + len(chunk)])
-                r_z = editor.encode(r_img)[1]
+            r_z = single_z if single_ref else editor.encode(r_img)[1]
             edits = [editor.decode(content, Editor.transfer(z, r_z, s)) for s in specs]
             recon = editor.decode(content, z) if args.grid else None
-            for j in range(len(chunk)):
-                name = names[start + j]
+            for j, it in enumerate(items):
+                name = names[it.position]
                 for label, e in zip(labels, edits):
-                    save_image(e[j], out / (f"{name}.png" if len(specs) == 1 else f"{name}_{label}.png"))
+                    inputs.save(it, e[j], out / (f"{name}.png" if len(specs) == 1 else f"{name}_{label}.png"))
                 if args.grid:
                     grid.add([x[j], r_img[j], recon[j]] + [e[j] for e in edits])
-            bar.update(len(chunk))
+            count += len(items) * len(specs)
+            if not single_ref:  # references of finished inputs are not needed again
+                for pos in [p for p in ref_crops if p < items[0].position]:
+                    del ref_crops[pos]
+            bar.update(len({it.position for it in items}))
     grid.flush()
-    print(f"wrote {len(targets) * len(specs)} transfer(s) to {out}", file=sys.stderr)
-    return 0
+    print(inputs.summary(f"{count} transfer(s)", len(targets)), file=sys.stderr)
+    return inputs.status
 
 
 if __name__ == "__main__":

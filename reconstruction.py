@@ -1,17 +1,18 @@
 """Reconstruct faces with an IA-FaceS model: ``G(E(x))`` (noise buffers, deterministic).
 
     python reconstruction.py --resume CKPT --data_path IMG_OR_DIR_OR_LIST [...] [--out DIR] [--grid]
+    python reconstruction.py --resume CKPT --data_path photo.jpg --align --out DIR   # your own photo
 
-Writes ``DIR/<input stem>.png`` per input (default DIR: ``output/<checkpoint stem>/reconstruction/``).
+Writes ``DIR/<input stem>.png`` per input (default DIR: ``output/<checkpoint stem>/reconstruction/``);
+with ``--align`` it is the whole photo with the reconstructed face pasted back.
 """
 from __future__ import annotations
 
 import sys
 
-from editing.cli import (GridWriter, ImageLoader, add_common_args, batched, check_unique_stems, collect_inputs,
-                         open_editor, output_dir)
+from editing.cli import GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs, \
+    open_editor, output_dir
 from utils.cli import ArgumentParser, main_guard, progress
-from utils.image_io import save_image
 
 
 def build_parser() -> ArgumentParser:
@@ -25,22 +26,24 @@ def build_parser() -> ArgumentParser:
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    check_align_args(args)
     paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
     check_unique_stems(paths, "inputs")
     editor = open_editor(args)
     out = output_dir(args, "reconstruction")
-    loader, grid = ImageLoader(editor.size), GridWriter(out, args.grid)
+    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    count = 0
     with progress(len(paths), "reconstruction") as bar:
-        for chunk in batched(paths, editor.batch_size):
-            x = loader.batch(chunk)
+        for items, x in inputs.batches(paths, editor.batch_size):
             y = editor.reconstruct(x)
-            for p, xi, yi in zip(chunk, x, y):
-                save_image(yi, out / f"{p.stem}.png")
+            for it, xi, yi in zip(items, x, y):
+                inputs.save(it, yi, out / f"{it.path.stem}.png")
                 grid.add([xi, yi])
-            bar.update(len(chunk))
+            count += len(items)
+            bar.update(len({it.position for it in items}))
     grid.flush()
-    print(f"wrote {len(paths)} reconstruction(s) to {out}", file=sys.stderr)
-    return 0
+    print(inputs.summary(f"{count} reconstruction(s)", len(paths)), file=sys.stderr)
+    return inputs.status
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 apply_direction), the official attribute presets and the SVM attribute boundaries.
 
     from editing import Editor, get_boundary
+    face = Editor.from_checkpoint(ckpt).align("photo.jpg")   # your own photos: editing.align
 """
 from model.boxes import component_indices, component_label
 from utils.errors import EditingError
 
+from .align import AlignedFace, FaceAligner
 from .boundaries import (Boundary, BoundaryError, CelebAHQLabels, LabelSource, SynthFacesLabels,
                          default_boundary_dir, default_label_source, find_stored, fit_boundary, get_boundary)
 from .editor import PRESETS, Editor, Preset
 
-__all__ = ["Boundary", "BoundaryError", "CelebAHQLabels", "EditingError", "Editor", "LabelSource", "PRESETS",
-           "Preset", "SynthFacesLabels", "component_indices", "component_label", "default_boundary_dir",
+__all__ = ["AlignedFace", "Boundary", "BoundaryError", "CelebAHQLabels", "EditingError", "Editor", "FaceAligner",
+           "LabelSource", "PRESETS", "Preset", "SynthFacesLabels", "component_indices", "component_label", "default_boundary_dir",
            "default_label_source", "find_stored", "fit_boundary", "get_boundary"]

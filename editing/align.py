@@ -49,7 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from model.boxes import CANONICAL_BOXES, REFERENCE_SIZE
-from utils.cli import UserError
+from utils.errors import AlignError, UserError
 
 RECIPES = ("ffhq", "celebahq")
 DETECTORS = ("hog", "cnn")
@@ -66,10 +66,6 @@ DEFAULT_MAX_PIXELS = 80_000_000  # larger photos are refused (about 10,000 x 8,0
 DEFAULT_MIN_FACE_FRACTION = 0.5  # the face's square must span >= this fraction of the model size
 DETECT_MAX_SIDE = 1024  # detection runs on a copy at most this large (landmarks on the full photo)
 DLIB_PACKAGES = "pip install dlib-bin face-recognition-models"
-
-
-class AlignError(UserError, ValueError):
-    """A photo cannot be aligned (no face, face too small, photo too large, ...): one line."""
 
 
 class NoFaceError(AlignError):
@@ -622,6 +618,7 @@ class FaceAligner:
         if detector not in DETECTORS:
             raise AlignError(f"unknown face detector '{detector}'; choose from {', '.join(DETECTORS)}")
         self.min_face_fraction, self.max_pixels, self.feather = float(min_face_fraction), int(max_pixels), feather
+        self.skipped: list[str] = []  # faces the last align(all_faces=True) left out (too small)
 
     @property
     def detector(self) -> FaceDetector:
@@ -674,96 +671,6 @@ class FaceAligner:
         return out
 
 
-# ------------------------------------------------------------------------ editing-script support
-def add_align_args(p: argparse.ArgumentParser) -> None:
-    """The photo flags of the editing scripts: --align, --align_recipe, --save_aligned, --all_faces,
-    --detector."""
-    g = p.add_argument_group("photos (face alignment)")
-    g.add_argument("--align", action="store_true",
-                   help="inputs are photos: detect the face, align it like the model's training data, edit it "
-                        "and paste it back; each output has its photo's size")
-    g.add_argument("--align_recipe", choices=RECIPES, default=None,
-                   help="alignment recipe (default: the checkpoint's data set picks it: celebahq for CelebA-HQ "
-                        "models, ffhq for FFHQ and SynthFaces models)")
-    g.add_argument("--save_aligned", action="store_true",
-                   help="with --align: also write <stem>_aligned.png (the aligned crop) and "
-                        "<output>_aligned_edit.png (its edit)")
-    g.add_argument("--all_faces", action="store_true", help="with --align: edit every face (default: the largest)")
-    g.add_argument("--detector", choices=DETECTORS, default="hog",
-                   help="with --align: dlib face detector, hog (default, fast) or cnn (slower, more robust)")
-
-
-def check_align_args(args: argparse.Namespace) -> None:
-    """Photo flags other than --align need --align."""
-    if not args.align:
-        given = [f for f, v in (("--save_aligned", args.save_aligned), ("--all_faces", args.all_faces),
-                                ("--align_recipe", args.align_recipe), ("--detector", args.detector != "hog")) if v]
-        if given:
-            raise UserError(f"{given[0]} needs --align")
-
-
-@dataclass
-class AlignedPhoto:
-    """The aligned faces of one input photo (largest first)."""
-    path: Path
-    faces: list[AlignedFace]
-
-    @property
-    def crops(self) -> Tensor:
-        """[F, 3, S, S] in [-1, 1]."""
-        return torch.stack([f.crop for f in self.faces])
-
-    def paste(self, edited: Tensor) -> np.ndarray:
-        """Paste edited crops [F, 3, S, S] (one per face) into the photo: uint8 [H, W, 3]."""
-        out = None
-        for f, e in zip(self.faces, edited):
-            out = f.paste(e, into=out)
-        return out
-
-    def face_tag(self, face: AlignedFace) -> str:
-        return f"_face{face.index}" if len(self.faces) > 1 or face.index > 0 else ""
-
-    def save_input(self, out_dir: Path) -> None:
-        """``<stem>[_face<k>]_aligned.png``: the aligned crops."""
-        for f in self.faces:
-            Image.fromarray(f.image).save(out_dir / f"{self.path.stem}{self.face_tag(f)}_aligned.png")
-
-    def save(self, edited: Tensor, out_path: Path, save_aligned: bool = False) -> None:
-        """Write the photo with the edited crops [F, 3, S, S] pasted back to ``out_path`` and, with
-        ``save_aligned``, each edited crop to ``<out stem>[_face<k>]_aligned_edit.png``."""
-        Image.fromarray(self.paste(edited)).save(out_path)
-        if save_aligned:
-            from utils.image_io import save_image
-            for f, e in zip(self.faces, edited):
-                save_image(e, out_path.with_name(f"{out_path.stem}{self.face_tag(f)}_aligned_edit.png"))
-
-
-class PhotoAligner:
-    """Aligns the editing scripts' input photos one at a time; a photo that fails (no face, face
-    too small, photo too large, unreadable) prints one ``error:`` line naming it and is counted in
-    ``failed``, and the run goes on."""
-
-    def __init__(self, aligner: FaceAligner, all_faces: bool = False,
-                 say=lambda m: print(m, file=sys.stderr)):
-        self.aligner, self.all_faces, self.say = aligner, all_faces, say
-        self.failed: list[str] = []
-
-    def load(self, path: PathLike) -> Optional[AlignedPhoto]:
-        try:
-            faces = self.aligner.align(path, all_faces=self.all_faces, name=str(path))
-        except AlignError as e:
-            self.say(f"error: {e}")
-            self.failed.append(str(path))
-            return None
-        for msg in getattr(self.aligner, "skipped", []):
-            self.say(f"notice: {msg}; skipped")
-        return AlignedPhoto(Path(path), faces)
-
-    def summary(self, done: int, total: int, what: str, out_dir: Path) -> str:
-        text = f"wrote {what} for {done} of {total} photo(s) to {out_dir}"
-        return text + (f"; {len(self.failed)} failed" if self.failed else "")
-
-
 # ------------------------------------------------------------------------------- command line
 def _benchmark(size: int, recipe: str, aligned_size: Optional[int], repeats: int, detector: str) -> dict:
     """Detection + alignment + paste-back time on scikit-image's astronaut (512 x 512)."""
@@ -788,11 +695,9 @@ def _benchmark(size: int, recipe: str, aligned_size: Optional[int], repeats: int
 
 
 def _parser() -> argparse.ArgumentParser:
-    class P(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(f"{message} (see --help)")
+    from utils.cli import ArgumentParser
 
-    p = P(prog="python -m editing.align",
+    p = ArgumentParser(prog="python -m editing.align",
           description="Detect faces in photos and write them aligned like a model's training data.")
     p.add_argument("photos", nargs="*", help="photo files")
     p.add_argument("--out", default="output/aligned", help="output folder (default output/aligned)")

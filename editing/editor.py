@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ from model.boxes import ComponentSpec, component_indices
 from model.checkpoint import load_models
 from utils.device import resolve_device
 from utils.errors import EditingError
+
+if TYPE_CHECKING:
+    from .align import AlignedFace, FaceAligner
 
 PathLike = Union[str, os.PathLike]
 
@@ -143,6 +146,39 @@ class Editor:
     def reconstruct(self, images: Tensor) -> Tensor:
         """G(E(x)): images [B, 3, S, S] -> reconstructions [B, 3, S, S]."""
         return self.decode(*self.encode(images))
+
+    # ---- photos: detect, align like the training data, paste back (editing.align)
+    @property
+    def align_recipe(self) -> str:
+        """The alignment recipe of the checkpoint's training data: ``celebahq`` or ``ffhq``."""
+        from .align import recipe_for
+        return recipe_for(self.config, self.size)
+
+    def aligner(self, recipe: Optional[str] = None, detector: str = "hog") -> "FaceAligner":
+        """A :class:`editing.align.FaceAligner` for this model (cached per recipe and detector).
+        ``recipe`` overrides the one the checkpoint's data set picks; models trained on 1024-px
+        CelebA-HQ / FFHQ images get the recipe's 1024-px image resized to the model size."""
+        from .align import FaceAligner, aligned_size_for
+
+        recipe = recipe or self.align_recipe
+        cache = self.__dict__.setdefault("_aligners", {})
+        if (recipe, detector) not in cache:
+            cache[(recipe, detector)] = FaceAligner(self.size, recipe, aligned_size_for(self.config, self.size),
+                                                    detector)
+        return cache[(recipe, detector)]
+
+    def align(self, photo, recipe: Optional[str] = None, detector: str = "hog") -> "AlignedFace":
+        """Detect the largest face of ``photo`` (a file, PIL image or uint8 [H, W, 3] array) and
+        align it like the training data: ``.crop`` [3, S, S] in [-1, 1] for :meth:`encode`,
+        ``.transform`` (crop -> photo), ``.landmarks`` [68, 2]; ``.paste(edited)`` returns the photo
+        (uint8 [H, W, 3]) with the edited crop blended back. Raises ``AlignError`` kinds (no face,
+        face too small, photo too large) with one-line messages."""
+        return self.aligner(recipe, detector).align(photo)[0]
+
+    def align_all(self, photo, recipe: Optional[str] = None, detector: str = "hog") -> list["AlignedFace"]:
+        """Every face of ``photo`` large enough for the model, largest first (see :meth:`align`);
+        paste several with ``out = face.paste(edited, into=out)``."""
+        return self.aligner(recipe, detector).align(photo, all_faces=True)
 
     # ---- edits in embedding space (pure tensor functions)
     @staticmethod

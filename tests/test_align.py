@@ -228,3 +228,125 @@ def test_cli_no_face_is_one_error_line_and_the_batch_goes_on(photo, tmp_path):
     assert "aligned 1 of 2 photo(s)" in r.stderr and "1 failed" in r.stderr
     assert Image.open(out / "astronaut_aligned.png").size == (64, 64)
     assert Image.open(out / "astronaut_pasted.png").size == (512, 512)
+
+
+# ------------------------------------------------------------------- the editing scripts (--align)
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, photo):
+    """A tiny random-weight 32-px SynthFaces-marked checkpoint, the astronaut photo, a photo
+    without a face and a canvas with two faces."""
+    import torch
+
+    from model.checkpoint import save_model_checkpoint
+    from model.config import build_model_config
+    from model.networks import Encoder, Generator
+
+    root = tmp_path_factory.mktemp("align_scripts")
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces", encoder={"size": 32, "channel": 8, "channel_max": 32,
+                                                 "content_channels": 32, "comp_dim": 16},
+                             generator={"channel_base": 512, "channel_max": 32})
+    ckpt = root / "tiny.pth"
+    save_model_checkpoint(ckpt, Encoder(cfg.encoder), Generator(cfg.generator), cfg,
+                          config={"data_set": {"type": "SynthFaces", "args": {"size": 32, "seed": 0}}})
+    Image.fromarray(photo).save(root / "astronaut.png")
+    rng = np.random.default_rng(1)
+    Image.fromarray(cv2.GaussianBlur(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8), (0, 0), 3)).save(
+        root / "wall.png")
+    canvas = np.full((600, 1100, 3), 200, np.uint8)
+    canvas[40:552, 0:512] = photo
+    canvas[100:548, 620:1068] = cv2.resize(np.ascontiguousarray(photo[:, ::-1]), (448, 448),
+                                           interpolation=cv2.INTER_AREA)
+    Image.fromarray(canvas).save(root / "two.png")
+    return {"root": root, "ckpt": str(ckpt), "photo": str(root / "astronaut.png"), "wall": str(root / "wall.png"),
+            "two": str(root / "two.png")}
+
+
+def _mask_of(face):
+    (x0, y0, x1, y1), m = face.mask()
+    full = np.zeros(face.photo.shape[:2], np.float32)
+    full[y0:y1, x0:x1] = m
+    return full
+
+
+def test_editor_align_api(work, photo):
+    from editing import Editor
+
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
+    assert ed.align_recipe == "ffhq"  # SynthFaces-trained
+    face = ed.align(work["photo"])
+    assert face.crop.shape == (3, 32, 32) and face.landmarks.shape == (68, 2)
+    assert face.transform.matrix.shape == (2, 3)
+    content, comps = ed.encode(face.crop[None])
+    edited = ed.decode(content, comps)  # [1, 3, 32, 32]
+    out = face.paste(edited)
+    assert out.shape == photo.shape
+    outside = _mask_of(face) == 0
+    assert np.array_equal(out[outside], photo[outside]) and not np.array_equal(out, photo)
+    assert len(ed.align_all(work["two"])) == 2
+
+
+def test_reconstruction_align_writes_the_whole_photo(work, photo, tmp_path, capsys):
+    import reconstruction
+
+    out = tmp_path / "rec"
+    rc = reconstruction.main(["--resume", work["ckpt"], "--data_path", work["photo"], "--align", "--save_aligned",
+                              "--out", str(out), "--device", "cpu", "--grid"])
+    assert rc == 0, capsys.readouterr().err
+    result = np.asarray(Image.open(out / "astronaut.png"))
+    assert result.shape == photo.shape
+    face = A.FaceAligner(32, "ffhq").align(photo)[0]
+    outside = _mask_of(face) == 0
+    assert np.array_equal(result[outside], photo[outside])
+    assert Image.open(out / "astronaut_aligned.png").size == (32, 32)
+    assert Image.open(out / "astronaut_aligned_edit.png").size == (32, 32)
+    assert (out / "grid_000.png").is_file()
+
+
+def test_scripts_go_on_after_a_photo_without_a_face(work, tmp_path, capsys):
+    import reconstruction
+
+    out = tmp_path / "rec"
+    rc = reconstruction.main(["--resume", work["ckpt"], "--data_path", work["wall"], work["photo"], "--align",
+                              "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and "wall.png: no face found" in errors[0], err
+    assert "for 1 of 2 photo(s); 1 failed" in err[-1], err
+    assert (out / "astronaut.png").is_file() and not (out / "wall.png").exists()
+    rc = reconstruction.main(["--resume", work["ckpt"], "--data_path", work["photo"], "--save_aligned",
+                              "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["error: --save_aligned needs --align"]
+
+
+def test_component_transfer_aligns_targets_and_references_all_faces(work, tmp_path, capsys):
+    import component_transfer
+
+    out = tmp_path / "ct"
+    rc = component_transfer.main(["--resume", work["ckpt"], "--target", work["two"], "--reference", work["photo"],
+                                  "--component", "eyes", "mouth", "--align", "--all_faces", "--save_aligned",
+                                  "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    two = np.asarray(Image.open(work["two"]))
+    for label in ("eyes", "mouth"):
+        result = np.asarray(Image.open(out / f"two_{label}.png"))
+        assert result.shape == two.shape
+        changed = np.abs(result.astype(int) - two).sum(2) > 0
+        assert changed[:, :560].any() and changed[:, 600:].any()  # both faces were edited
+        assert (out / f"two_{label}_face1_aligned_edit.png").is_file()
+    assert {p.name for p in out.glob("*_aligned.png")} == {"two_face0_aligned.png", "two_face1_aligned.png",
+                                                          "astronaut_aligned.png"}
+
+
+def test_attr_manipulation_align_sweep(work, tmp_path, capsys):
+    import attr_manipulation
+
+    out = tmp_path / "attr"
+    rc = attr_manipulation.main(["--resume", work["ckpt"], "--data_path", work["photo"], "--align",
+                                 "--attr", "mouth_open", "--strengths=-4,4", "--num_label_faces", "60",
+                                 "--boundary_dir", str(tmp_path / "b"), "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    a, b = (np.asarray(Image.open(out / f"astronaut_s{s}.png")) for s in ("-4", "4"))
+    assert a.shape == b.shape == (512, 512, 3) and not np.array_equal(a, b)

@@ -33,3 +33,8 @@ class MetricError(UserError, ValueError):
 
 class ComponentError(EditingError, MetricError):
     """An unknown component name: an invalid request for an edit and for a metric alike."""
+
+
+class AlignError(UserError, ValueError):
+    """A photo cannot be aligned for editing: no face, a face too small for the model, a photo too
+    large, dlib missing (kinds in ``editing.align``)."""
