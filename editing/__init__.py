@@ -7,7 +7,6 @@ apply_direction), the official attribute presets and the SVM attribute boundarie
 from model.boxes import component_indices, component_label
 from utils.errors import EditingError
 
-from .align import AlignedFace, FaceAligner
 from .boundaries import (Boundary, BoundaryError, CelebAHQLabels, LabelSource, SynthFacesLabels,
                          default_boundary_dir, default_label_source, find_stored, fit_boundary, get_boundary)
 from .editor import PRESETS, Editor, Preset
@@ -15,3 +14,10 @@ from .editor import PRESETS, Editor, Preset
 __all__ = ["AlignedFace", "Boundary", "BoundaryError", "CelebAHQLabels", "EditingError", "Editor", "FaceAligner",
            "LabelSource", "PRESETS", "Preset", "SynthFacesLabels", "component_indices", "component_label", "default_boundary_dir",
            "default_label_source", "find_stored", "fit_boundary", "get_boundary"]
+
+
+def __getattr__(name):  # editing.align is imported on first use (and runs as ``python -m editing.align``)
+    if name in ("AlignedFace", "FaceAligner"):
+        from . import align
+        return getattr(align, name)
+    raise AttributeError(f"module 'editing' has no attribute '{name}'")
