@@ -386,8 +386,7 @@ class FaceDetector:
 
     ``method``: ``"hog"`` (default, fast) or ``"cnn"`` (MMOD, more robust to pose, slower on a CPU).
     Detection runs on a copy scaled to at most ``max_side`` px (landmarks on the full photo); when
-    nothing is found on a small copy it retries once with 2x upsampling (finds faces down to about
-    40 px)."""
+    nothing is found it retries once with 2x upsampling (finds faces down to about 40 px)."""
 
     def __init__(self, method: str = "hog", max_side: int = DETECT_MAX_SIDE):
         if method not in DETECTORS:
@@ -419,7 +418,7 @@ class FaceDetector:
             import cv2
             small = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         found = self._run(small, 0)
-        if not found and max(small.shape[:2]) <= self.max_side // 2 * 2:
+        if not found:  # small faces: once more at 2x
             found = self._run(small, 1)
         faces = []
         for (x0, y0, x1, y1), score in found:
@@ -441,27 +440,30 @@ def load_photo(photo: PhotoLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         if a.shape[0] * a.shape[1] > max_pixels:
             raise PhotoTooLargeError(_too_large(None, a.shape[1], a.shape[0], max_pixels))
         return np.ascontiguousarray(a[..., :3].astype(np.uint8, copy=False))
-    if isinstance(photo, Image.Image):
-        im, name = photo, None
-    else:
-        name = Path(photo)
-        if not name.is_file():
-            raise AlignError(f"{name}: image not found")
-        try:
-            im = Image.open(name)
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise AlignError(f"{name}: cannot read image: not an image or corrupt ({e.__class__.__name__})") from None
-    w, h = im.size
-    if w * h > max_pixels:
-        raise PhotoTooLargeError(_too_large(name, w, h, max_pixels))
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # max_pixels applies instead of PIL's decompression-bomb limit
     try:
-        Image.MAX_IMAGE_PIXELS, old = None, Image.MAX_IMAGE_PIXELS  # our own limit applies
-        im.load()
-        im = ImageOps.exif_transpose(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise AlignError(f"{name}: cannot read image: corrupt ({e.__class__.__name__})") from None
+        if isinstance(photo, Image.Image):
+            im, name = photo, None
+        else:
+            name = Path(photo)
+            if not name.is_file():
+                raise AlignError(f"{name}: image not found")
+            try:
+                im = Image.open(name)
+            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                raise AlignError(f"{name}: cannot read image: not an image or corrupt "
+                                 f"({e.__class__.__name__})") from None
+        w, h = im.size  # from the header: a photo too large is refused before it is decoded
+        if w * h > max_pixels:
+            raise PhotoTooLargeError(_too_large(name, w, h, max_pixels))
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise AlignError(f"{name}: cannot read image: corrupt ({e.__class__.__name__})") from None
     finally:
-        Image.MAX_IMAGE_PIXELS = old
+        Image.MAX_IMAGE_PIXELS = old_limit
     if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -539,7 +541,8 @@ class AlignedFace:
             self._mask = ((x0, y0, x1, y1), (t * t * (3.0 - 2.0 * t)).astype(np.float32))
         return self._mask
 
-    def warp_back(self, edited: Union[Tensor, np.ndarray], roi: Optional[tuple[int, int, int, int]] = None) -> np.ndarray:
+    def warp_back(self, edited: Union[Tensor, np.ndarray],
+                  roi: Optional[tuple[int, int, int, int]] = None) -> np.ndarray:
         """The edited crop warped into photo coordinates over ``roi`` (default: the mask's):
         float32 [y1 - y0, x1 - x0, 3] in [0, 255] (bilinear sampling of the crop)."""
         import cv2
@@ -587,7 +590,8 @@ def _as_float_image(x: Union[Tensor, np.ndarray], size: int) -> np.ndarray:
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
         if t.ndim != 3 or t.shape[0] != 3:
-            raise AlignError(f"an edited crop must be [3, {size}, {size}] or [1, 3, {size}, {size}], got {list(x.shape)}")
+            raise AlignError(f"an edited crop must be [3, {size}, {size}] or [1, 3, {size}, {size}], "
+                             f"got {list(x.shape)}")
         a = ((t.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
     else:
         a = np.asarray(x, dtype=np.float32)

@@ -172,6 +172,15 @@ def test_too_small_too_large_and_bad_input_are_one_line_errors(photo, tmp_path):
     Image.fromarray(photo).save(p)
     with pytest.raises(A.PhotoTooLargeError, match=r"big.png: photo too large \(512x512"):
         A.FaceAligner(64, max_pixels=100_000).align(p)
+    # PIL's own decompression-bomb limit does not get in the way: max_pixels is the limit.
+    import PIL.Image
+    old = PIL.Image.MAX_IMAGE_PIXELS
+    PIL.Image.MAX_IMAGE_PIXELS = 1000
+    try:
+        assert A.load_photo(p).shape == (512, 512, 3)
+        assert PIL.Image.MAX_IMAGE_PIXELS == 1000
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = old
     with pytest.raises(A.AlignError, match="unknown alignment recipe 'wild'"):
         A.FaceAligner(64, "wild")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
