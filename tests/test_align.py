@@ -350,12 +350,21 @@ def test_component_transfer_aligns_targets_and_references_all_faces(work, tmp_pa
 
 
 def test_attr_manipulation_align_sweep(work, tmp_path, capsys):
-    import attr_manipulation
+    """A boundary stored beforehand (fitted on random embeddings: the edit only has to move the face)."""
+    import torch
 
+    import attr_manipulation
+    from editing import Editor, fit_boundary
+    from editing.boundaries import boundary_path
+
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
+    z = torch.randn(60, 4, ed.comp_dim, generator=torch.Generator().manual_seed(0))
+    b = fit_boundary(z, z[:, 3, 0] > 0, "Mouth_Slightly_Open", {"type": "test"}, ed.fingerprint())
+    b.save(boundary_path(tmp_path / "b", "Mouth_Slightly_Open"))
     out = tmp_path / "attr"
     rc = attr_manipulation.main(["--resume", work["ckpt"], "--data_path", work["photo"], "--align",
-                                 "--attr", "mouth_open", "--strengths=-4,4", "--num_label_faces", "60",
-                                 "--boundary_dir", str(tmp_path / "b"), "--out", str(out), "--device", "cpu"])
+                                 "--attr", "mouth_open", "--strengths=-4,4", "--boundary_dir", str(tmp_path / "b"),
+                                 "--out", str(out), "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     a, b = (np.asarray(Image.open(out / f"astronaut_s{s}.png")) for s in ("-4", "4"))
     assert a.shape == b.shape == (512, 512, 3) and not np.array_equal(a, b)
