@@ -1,5 +1,11 @@
 """Training-time augmentation: horizontal flip, then a random irregular hole mask.
 
+The official loaders flip the decoded image *before* resizing it; a data set that can do so
+(``flip_before_resize``, e.g. the real-image data sets) is asked for the flipped image with
+:func:`augment_decisions` first, then :func:`train_augment` with ``image_flipped=True`` adds the
+mask without flipping again. Tensors that are already at the model size (SynthFaces) are flipped
+here.
+
 All randomness comes from the ``numpy.random.Generator`` passed in, so a trainer that derives it
 from ``(seed, epoch, index)`` gets the same augmentation for a sample whatever the worker count,
 and after a resume.
@@ -40,37 +46,48 @@ def _check_p(p: float, name: str) -> float:
     return float(p)
 
 
+def augment_decisions(rng: np.random.Generator, flip_p: float = 0.5, mask_p: float = 0.5) -> tuple[bool, bool]:
+    """(flip, hole mask) for one sample. Two uniforms are always drawn (flip, then mask), so the
+    flip decision does not shift the random stream of the mask."""
+    flip_p, mask_p = _check_p(flip_p, "flip_p"), _check_p(mask_p, "mask_p")
+    u_flip, u_mask = rng.random(2)
+    return bool(u_flip < flip_p), bool(u_mask < mask_p)
+
+
 def train_augment(sample: dict, rng: np.random.Generator, flip_p: float = 0.5, mask_p: float = 0.5,
-                  swap_pairs: Optional[Sequence[tuple[int, int]]] = None) -> dict:
+                  swap_pairs: Optional[Sequence[tuple[int, int]]] = None, mask_width: int = 16,
+                  mask_canvas: Optional[int] = None, decisions: Optional[tuple[bool, bool]] = None,
+                  image_flipped: bool = False) -> dict:
     """Augment one sample ``{"image": float32 [3, S, S], "mask": [1, S, S], ...}``.
 
     With probability ``flip_p`` the image is mirrored horizontally (and the attribute indices in
     ``swap_pairs`` are exchanged); then with probability ``mask_p`` the mask becomes a random
-    irregular hole mask (0 on holes), otherwise all ones. Returns a new dict (also has
+    irregular hole mask (0 on holes; :func:`data_loader.masks.random_irregular_mask` with
+    ``mask_width`` and ``mask_canvas``), otherwise all ones. Returns a new dict (also has
     ``"flipped"``); the input dict and its tensors are not modified, so cached samples are safe.
 
-    Two uniforms are always drawn first (flip, then mask), so the flip decision does not shift the
-    random stream of the mask."""
-    flip_p, mask_p = _check_p(flip_p, "flip_p"), _check_p(mask_p, "mask_p")
+    ``decisions``: (flip, mask) already drawn with :func:`augment_decisions` from this ``rng``;
+    ``image_flipped``: the data set already mirrored the image (before resizing), so only the
+    attributes are swapped here."""
     image = sample["image"]
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] != image.shape[-2]:
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
         raise ValueError(f"sample['image'] must be a square [C, S, S] tensor, got {shape}")
     size = int(image.shape[-1])
-    u_flip, u_mask = rng.random(2)
-    flipped = bool(u_flip < flip_p)
+    flipped, masked = decisions if decisions is not None else augment_decisions(rng, flip_p, mask_p)
     out = dict(sample)
     out["flipped"] = flipped
     if flipped:
-        out["image"] = torch.flip(image, dims=[-1])
+        if not image_flipped:
+            out["image"] = torch.flip(image, dims=[-1])
         if swap_pairs and "attrs" in sample:
             attrs = sample["attrs"]
             attrs = attrs.clone() if isinstance(attrs, torch.Tensor) else np.array(attrs, copy=True)
             for i, j in swap_pairs:
                 attrs[i], attrs[j] = sample["attrs"][j], sample["attrs"][i]
             out["attrs"] = attrs
-    if u_mask < mask_p:
-        mask = torch.from_numpy(random_irregular_mask(size, rng))[None]
+    if masked:
+        mask = torch.from_numpy(random_irregular_mask(size, rng, mask_width, mask_canvas))[None]
     else:
         mask = torch.ones(1, size, size, dtype=torch.float32)
     out["mask"] = mask.to(image.dtype) if image.is_floating_point() else mask

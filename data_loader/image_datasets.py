@@ -2,11 +2,16 @@
 
 Every dataset returns ``{"image": float32 [3, S, S] in [-1, 1], "mask": ones [1, S, S],
 "index": int, "name": file stem}`` plus ``"attrs"`` (float 0/1 [num_attrs]) when an attribute
-file is given. Images are read lazily, converted to RGB and bicubic-resized to S. Training
-augmentation (flip, hole masks) lives in :mod:`data_loader.augment`.
+file is given. Images are read lazily, converted to RGB and resized to S with ``resize``:
+``"opencv"`` (default; OpenCV INTER_LINEAR without antialiasing, as the official loaders) or
+``"antialias"`` (PIL bicubic with antialiasing, an option for new work). ``load(index, flip=True)``
+mirrors the image *before* resizing, the official training order; training augmentation (flip
+decision, hole masks) lives in :mod:`data_loader.augment`.
 
-Split lists (``<data_dir>/{train,val,test}.txt``) hold one entry per line, an id (``17420``,
-resolved to ``17420.jpg``) or a file name (``30047.png``). The official CelebA-HQ release has no
+Split lists (``<data_dir>/{train,val,test}.txt``) hold one entry per line, an id (``17420``) or a
+file name (``30047.png``). CelebA-HQ lists hold zero-padded ids (``07070``) while the images are
+named ``7070.jpg``: as the release, an id opens ``str(int(id)) + ext``; a zero-padded file is
+used instead when only it exists (``utils.image_io.resolve_entry``). The official CelebA-HQ release has no
 ``test.txt``: its evaluation uses ``val.txt``, and so does ``split="test"`` here whenever
 ``test.txt`` is absent. 700 of the official CelebA-HQ validation ids also occur in its training
 list; ``train_overlap="official"`` keeps them (reproduces the release), ``"exclude"`` (default)
@@ -14,6 +19,7 @@ drops from the training split every id listed in ``val.txt`` or ``test.txt``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -21,7 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.errors import ConfigError
-from utils.image_io import IMAGE_EXTENSIONS, ImageError, PathLike, list_images, load_image, read_list_file
+from utils.image_io import (IMAGE_EXTENSIONS, RESIZE_METHODS, ImageError, PathLike, canonical_id, entry_candidates,
+                            list_images, load_image, read_list_entries, resolve_entry)
 
 SPLITS = ("train", "val", "test")
 OVERLAP_MODES = ("official", "exclude")
@@ -66,22 +73,36 @@ def split_list_path(data_dir: PathLike, split: str) -> Path:
 
 def split_file_names(data_dir: PathLike, split: str, default_ext: str = ".jpg",
                      train_overlap: str = "exclude") -> list[str]:
-    """Image file names of a split, in list order, without touching any image (pure split logic).
+    """The release's image file names of a split, in list order, without touching any image (pure
+    split logic): a bare id ``07070`` -> ``7070.jpg`` (``str(int(id)) + default_ext``), a file name
+    (FFHQ's ``00001.png``) as written. A dataset falls back to the other spelling when only that
+    file exists (``utils.image_io.resolve_entry``).
 
-    For ``split="train"`` with ``train_overlap="exclude"``, entries whose id (file stem) occurs in
-    ``val.txt`` or ``test.txt`` of ``data_dir`` are dropped."""
+    For ``split="train"`` with ``train_overlap="exclude"``, entries whose id occurs in ``val.txt``
+    or ``test.txt`` of ``data_dir`` are dropped (ids compared as the release's names)."""
+    return [entry_candidates(e, default_ext)[0] for e in split_entries(data_dir, split, train_overlap)]
+
+
+def split_entries(data_dir: PathLike, split: str, train_overlap: str = "exclude") -> list[str]:
+    """The entries of a split list as written (ids or file names), in list order, with the
+    training entries that also occur in ``val.txt``/``test.txt`` dropped under
+    ``train_overlap="exclude"``."""
     if train_overlap not in OVERLAP_MODES:
         raise ConfigError(f"train_overlap must be one of {', '.join(OVERLAP_MODES)}, got {train_overlap!r}")
-    path = split_list_path(data_dir, split)
-    names = [p.as_posix() for p in read_list_file(path, Path("."), default_ext)]
+    entries = read_list_entries(split_list_path(data_dir, split))
     if split == "train" and train_overlap == "exclude":
         held_out = set()
         for other in ("val", "test"):
             other_path = Path(data_dir) / f"{other}.txt"
             if other_path.is_file():
-                held_out.update(p.stem for p in read_list_file(other_path, Path("."), default_ext))
-        names = [n for n in names if Path(n).stem not in held_out]
-    return names
+                held_out.update(_entry_key(e) for e in read_list_entries(other_path))
+        entries = [e for e in entries if _entry_key(e) not in held_out]
+    return entries
+
+
+def _entry_key(entry: str) -> str:
+    """An entry's image id: ``07070``, ``7070`` and ``7070.jpg`` are the same face."""
+    return canonical_id(Path(entry).stem if Path(entry).suffix.lower() in IMAGE_EXTENSIONS else entry)
 
 
 def _take(items: list, num_samples: int) -> list:
@@ -93,9 +114,12 @@ def _take(items: list, num_samples: int) -> list:
 class _ImageListDataset(Dataset):
     """Images given as a list of paths; subclasses fill ``paths`` (and optionally attributes)."""
 
-    def __init__(self, paths: Sequence[Path], image_size, split: str):
+    def __init__(self, paths: Sequence[Path], image_size, split: str, resize: str = "opencv"):
         self.image_size = parse_image_size(image_size)
         self.split = _check_split(split)
+        if resize not in RESIZE_METHODS:
+            raise ConfigError(f"resize must be one of {', '.join(RESIZE_METHODS)}, got {resize!r}")
+        self.resize = resize
         self.paths = list(paths)
         self.names = [p.stem for p in self.paths]
         self.attr_names: Optional[list[str]] = None
@@ -113,11 +137,18 @@ class _ImageListDataset(Dataset):
             raise IndexError(f"index {index} out of range for {type(self).__name__} of length {n}")
         return index
 
+    #: ``load(index, flip=True)`` mirrors before resizing (used by the training augmentation).
+    flip_before_resize = True
+
     def __getitem__(self, index) -> dict:
+        return self.load(index)
+
+    def load(self, index, flip: bool = False) -> dict:
+        """Sample ``index``; ``flip`` mirrors the decoded image horizontally before the resize."""
         index = self._index(index)
         s = self.image_size
         sample = {
-            "image": load_image(self.paths[index], s),
+            "image": load_image(self.paths[index], s, self.resize, flip=flip),
             "mask": torch.ones(1, s, s, dtype=torch.float32),
             "index": index,
             "name": self.names[index],
@@ -138,7 +169,8 @@ class _ImageListDataset(Dataset):
         rows, missing = [], []
         for path in self.paths:
             row = None
-            for key in (path.name, path.stem, path.stem + ".jpg"):
+            cid = canonical_id(path.stem)
+            for key in (path.name, path.stem, path.stem + ".jpg", cid + path.suffix, cid, cid + ".jpg"):
                 if key in table:
                     row = table[key]
                     break
@@ -160,26 +192,30 @@ class CelebAHQDataset(_ImageListDataset):
     """CelebA-HQ (or any data set laid out the same way) from official split lists.
 
     ``data_dir`` holds ``train.txt``/``val.txt`` (optionally ``test.txt``); ``image_dir`` holds
-    the images (ids resolve to ``<id><default_ext>``). ``image_size``: int or ``[S, S]``.
-    ``num_samples > 0`` keeps the first N entries. ``attr_file``: optional
-    ``CelebAMask-HQ-attribute-anno.txt``; adds ``"attrs"`` and ``attr_names``."""
+    the images (ids resolve to ``str(int(id)) + default_ext`` as the release, or to the zero-padded
+    file when only that exists). ``image_size``: int or ``[S, S]``. ``num_samples > 0`` keeps the
+    first N entries. ``attr_file``: optional ``CelebAMask-HQ-attribute-anno.txt``; adds
+    ``"attrs"`` and ``attr_names`` (looked up by the release's name ``<int id>.jpg`` too).
+    ``resize``: ``opencv`` (default, official) or ``antialias``."""
 
     default_ext = ".jpg"
     label = "CelebA-HQ"
-    image_hint = "<id>.jpg (1024 px CelebA-HQ images, e.g. CelebAMask-HQ/CelebA-HQ-img)"
+    image_hint = "<int id>.jpg, e.g. 7070.jpg for list id 07070 (1024 px CelebA-HQ images, e.g. CelebAMask-HQ/CelebA-HQ-img)"
 
     def __init__(self, data_dir: PathLike, image_dir: PathLike, image_size: Union[int, Sequence[int]],
                  split: str = "train", num_samples: int = -1, train_overlap: str = "exclude",
-                 attr_file: Optional[PathLike] = None):
+                 attr_file: Optional[PathLike] = None, resize: str = "opencv"):
         _check_split(split)
         parse_image_size(image_size)
         self.data_dir, self.image_dir = Path(data_dir), Path(image_dir)
         self.train_overlap = train_overlap
-        names = _take(split_file_names(self.data_dir, split, self.default_ext, train_overlap), num_samples)
+        entries = _take(split_entries(self.data_dir, split, train_overlap), num_samples)
         if not self.image_dir.is_dir():
             raise ImageError(f"{self.label} image folder (image_dir) not found: {self.image_dir}; put the "
                              f"images there as {self.image_hint}")
-        super().__init__([self.image_dir / n for n in names], image_size, split)
+        existing = set(os.listdir(self.image_dir))
+        paths = [resolve_entry(self.image_dir, e, self.default_ext, existing) for e in entries]
+        super().__init__(paths, image_size, split, resize)
         if not self.paths:
             raise ImageError(f"the {split} split of {self.label} in {self.data_dir} is empty")
         if not self.paths[0].is_file():
@@ -208,7 +244,7 @@ class ImageFolderDataset(_ImageListDataset):
     train. ``num_samples > 0`` keeps the first N of the split."""
 
     def __init__(self, image_dir: PathLike, image_size: Union[int, Sequence[int]], split: str = "train",
-                 val_fraction: float = 0.1, num_samples: int = -1):
+                 val_fraction: float = 0.1, num_samples: int = -1, resize: str = "opencv"):
         _check_split(split)
         parse_image_size(image_size)
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
@@ -227,7 +263,7 @@ class ImageFolderDataset(_ImageListDataset):
         if not chosen:
             raise ImageError(f"the {split} split of {self.image_dir} is empty ({len(paths)} images, "
                              f"val_fraction {val_fraction}); add images or change val_fraction")
-        super().__init__(_take(chosen, num_samples), image_size, split)
+        super().__init__(_take(chosen, num_samples), image_size, split, resize)
 
     @staticmethod
     def num_val(n: int, val_fraction: float) -> int:

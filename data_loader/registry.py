@@ -16,19 +16,29 @@ from utils.errors import ConfigError
 from .image_datasets import OVERLAP_MODES, SPLITS, CelebAHQDataset, FFHQDataset, ImageFolderDataset, parse_image_size
 
 
+def _check_resize(value: str) -> None:
+    from utils.image_io import RESIZE_METHODS
+    if value not in RESIZE_METHODS:
+        raise ConfigError(f"data_set.args.resize must be one of {', '.join(RESIZE_METHODS)} (opencv: OpenCV "
+                          f"INTER_LINEAR as the release; antialias: PIL bicubic with antialiasing), got {value!r}")
+
+
 @dataclass
 class CelebAHQArgs:
-    """Args of ``CelebAHQDataset`` (official: data_dir, image_dir, image_size)."""
+    """Args of ``CelebAHQDataset`` (official: data_dir, image_dir, image_size). ``resize``:
+    ``opencv`` (the release's INTER_LINEAR, default) or ``antialias``."""
     data_dir: str
     image_dir: str
     image_size: Union[int, list]
     train_overlap: str = "exclude"
     num_samples: int = -1
     attr_file: Optional[str] = None
+    resize: str = "opencv"
 
     def __post_init__(self):
         check_types(self, "data_set.args")
         parse_image_size(self.image_size)
+        _check_resize(self.resize)
         if self.train_overlap not in OVERLAP_MODES:
             raise ConfigError(f"data_set.args.train_overlap must be one of {', '.join(OVERLAP_MODES)}, "
                               f"got {self.train_overlap!r}")
@@ -46,10 +56,12 @@ class ImageFolderArgs:
     image_size: Union[int, list]
     val_fraction: float = 0.1
     num_samples: int = -1
+    resize: str = "opencv"
 
     def __post_init__(self):
         check_types(self, "data_set.args")
         parse_image_size(self.image_size)
+        _check_resize(self.resize)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data_set.args.val_fraction must be in [0, 1), got {self.val_fraction!r}")
 

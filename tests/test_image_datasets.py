@@ -28,39 +28,103 @@ SPLITS = REFERENCE / "splits"
 # Masks
 
 def test_mask_values_shape_and_determinism():
-    a = random_irregular_mask(64, np.random.default_rng(7))
-    b = random_irregular_mask(64, np.random.default_rng(7))
-    c = random_irregular_mask(64, np.random.default_rng(8))
-    assert a.shape == (64, 64) and a.dtype == np.float32
+    a = random_irregular_mask(256, np.random.default_rng(7))
+    b = random_irregular_mask(256, np.random.default_rng(7))
+    c = random_irregular_mask(256, np.random.default_rng(8))
+    assert a.shape == (256, 256) and a.dtype == np.float32
     assert set(np.unique(a).tolist()) == {0.0, 1.0}
     np.testing.assert_array_equal(a, b)
     assert (a != c).mean() > 0.1
     # The generator advances: two consecutive draws differ.
     rng = np.random.default_rng(3)
-    assert not np.array_equal(random_irregular_mask(32, rng), random_irregular_mask(32, rng))
+    assert not np.array_equal(random_irregular_mask(64, rng), random_irregular_mask(64, rng))
 
 
-def test_mask_hole_fraction_is_sensible():
-    fractions = np.array([1 - random_irregular_mask(64, np.random.default_rng(i)).mean() for i in range(100)])
-    assert fractions.min() > 0.01 and fractions.max() < 0.95
-    assert 0.2 < fractions.mean() < 0.8
-    # Strokes stay at least 1 px wide, so tiny masks still have holes.
-    tiny = [random_irregular_mask(8, np.random.default_rng(i)) for i in range(20)]
-    assert all(t.min() == 0 for t in tiny)
-    assert np.mean([1 - t.mean() for t in tiny]) > np.mean(fractions)  # relatively thicker strokes
+class _PyRandom:
+    """numpy-Generator-like adapter over Python's ``random`` (``integers`` has an exclusive end)."""
+
+    def __init__(self, seed):
+        import random
+        self.r = random.Random(seed)
+
+    def integers(self, a, b):
+        return self.r.randint(a, b - 1)
+
+    def random(self):
+        return self.r.random()
 
 
-def test_mask_scales_with_size():
-    """Same generator state, different size: the 64-px mask is the 256-px mask scaled down (stroke
-    widths scale with size/256), far closer than the mask of another seed."""
-    same, other = [], []
-    for i in range(5):
-        big = torch.from_numpy(random_irregular_mask(256, np.random.default_rng(i)))[None, None]
-        down = (F.avg_pool2d(big, 4)[0, 0] > 0.5).float().numpy()
-        same.append((down == random_irregular_mask(64, np.random.default_rng(i))).mean())
-        other.append((down == random_irregular_mask(64, np.random.default_rng(100 + i))).mean())
-    assert min(same) > 0.85
-    assert max(other) < min(same) - 0.1
+def _official_strokes(size, width, seed):
+    """Section 6 of the reference README, written out with Python's random and OpenCV."""
+    import random
+
+    import cv2
+    r = random.Random(seed)
+    img = np.zeros((size, size, 1), np.uint8)
+    for _ in range(r.randint(32, 64)):
+        m = r.random()
+        if m < 0.6:
+            x1, x2, y1, y2 = r.randint(1, size), r.randint(1, size), r.randint(1, size), r.randint(1, size)
+            cv2.line(img, (x1, y1), (x2, y2), (1, 1, 1), r.randint(4, width))
+        elif 0.6 < m < 0.8:
+            x1, y1 = r.randint(1, size), r.randint(1, size)
+            cv2.circle(img, (x1, y1), r.randint(4, width), (1, 1, 1), -1)
+        elif m > 0.8:
+            x1, y1 = r.randint(1, size), r.randint(1, size)
+            s1, s2 = r.randint(1, size), r.randint(1, size)
+            a1, a2, a3 = r.randint(3, 180), r.randint(3, 180), r.randint(3, 180)
+            cv2.ellipse(img, (x1, y1), (s1, s2), a1, a2, a3, (1, 1, 1), r.randint(4, width))
+    return img[..., 0]
+
+
+def test_mask_strokes_are_the_official_recipe():
+    """Same random draws -> the same pixels as the recipe written out with Python's random + OpenCV
+    (32..64 strokes; lines, filled circles and arcs of at most 177 degrees, 4..width px)."""
+    from data_loader.masks import draw_strokes
+
+    for size, width, seed in ((256, 16, 0), (256, 16, 1), (1024, 70, 2), (64, 16, 3)):
+        np.testing.assert_array_equal(draw_strokes(size, _PyRandom(seed), width),
+                                      _official_strokes(size, width, seed))
+    # An arc from 10 to 170 degrees (160 degrees) of a circle: the upper half of its ring is never drawn.
+    import cv2
+    ring = np.zeros((256, 256), np.uint8)
+    cv2.ellipse(ring, (128, 128), (100, 100), 0, 10, 170, 1, 4)
+    assert ring[:120].sum() == 0 and ring[140:].sum() > 0
+
+
+def test_mask_hole_fraction_and_dataset_settings():
+    from data_loader.masks import mask_settings
+
+    # Mean hole fraction at 256 px, CelebA-HQ width 16, p = 1: the same as the written-out recipe
+    # (the project's earlier masks, full-turn arcs with 5-50 % half-axes: 0.576).
+    ours = np.mean([1 - random_irregular_mask(256, np.random.default_rng(i)).mean() for i in range(300)])
+    ref = np.mean([_official_strokes(256, 16, 1000 + i).mean() for i in range(300)])
+    assert abs(ours - ref) < 0.02 and 0.46 < ours < 0.56
+    ff = mask_settings("FFHQDataset", 1024)
+    assert (ff.p, ff.width, ff.canvas_for(1024)) == (0.7, 70, 1024)
+    cel = mask_settings("CelebAHQDataset", 256)
+    assert (cel.p, cel.width, cel.canvas_for(256)) == (0.5, 16, 256)
+    # SynthFaces (any size) and sizes below 64 px: a 256-px canvas reduced to the model size.
+    for kind, size in (("SynthFaces", 64), ("SynthFaces", 32), ("ImageFolderDataset", 32)):
+        st = mask_settings(kind, size)
+        assert (st.p, st.width, st.canvas_for(size)) == (0.5, 16, 256)
+    assert mask_settings("FFHQDataset", 256, p=0.2, width=30, canvas=128).canvas_for(256) == 128
+    with pytest.raises(ValueError):
+        mask_settings("CelebAHQDataset", 256, width=3)
+    with pytest.raises(ValueError):
+        mask_settings("CelebAHQDataset", 256, canvas=32)
+    # Small sizes keep CelebA-HQ's share of holes.
+    small = np.mean([1 - random_irregular_mask(32, np.random.default_rng(i)).mean() for i in range(100)])
+    assert abs(small - ours) < 0.06
+
+
+def test_small_masks_are_the_256_canvas_reduced():
+    import cv2
+    for i in range(3):
+        big = 1 - random_irregular_mask(256, np.random.default_rng(i))
+        small = 1 - random_irregular_mask(32, np.random.default_rng(i))
+        expect = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA) >= 0.5
+        np.testing.assert_array_equal(small.astype(bool), expect)
 
 
 def test_mask_rejects_bad_arguments():
@@ -98,6 +162,9 @@ def test_flip_mirrors_and_does_not_modify_input():
 def test_mask_applied_with_mask_p_one():
     out = train_augment(_sample(32), np.random.default_rng(1), flip_p=0.0, mask_p=1.0)
     assert out["mask"].shape == (1, 32, 32) and out["mask"].dtype == torch.float32
+    wide = train_augment(_sample(64), np.random.default_rng(1), flip_p=0.0, mask_p=1.0, mask_width=70,
+                         mask_canvas=256)
+    assert 1 - wide["mask"].mean() > 1 - out["mask"].mean()
     assert 0 < out["mask"].mean() < 1
     assert set(out["mask"].unique().tolist()) == {0.0, 1.0}
 
@@ -311,13 +378,16 @@ def test_official_celebahq_split_logic():
     assert len(train_ids) == 27000 and len(val_ids) == 3000
     assert len(set(train_ids) & set(val_ids)) == 700
     official = split_file_names(d, "train", ".jpg", "official")
-    assert official == [f"{i}.jpg" for i in train_ids]
+    # The release opens str(int(id)) + ".jpg": 07070 -> 7070.jpg.
+    assert official == [f"{int(i)}.jpg" for i in train_ids]
+    assert sum(i.startswith("0") for i in train_ids) == 9092 and sum(i.startswith("0") for i in val_ids) == 996
+    assert "07070" in train_ids and "7070.jpg" in official and "07070.jpg" not in official
     excluded = split_file_names(d, "train", ".jpg", "exclude")
     assert len(excluded) == 26300
-    assert not {Path(n).stem for n in excluded} & set(val_ids)
-    assert excluded == [f"{i}.jpg" for i in train_ids if i not in set(val_ids)]  # order kept
+    assert not {Path(n).stem for n in excluded} & {str(int(i)) for i in val_ids}
+    assert excluded == [f"{int(i)}.jpg" for i in train_ids if i not in set(val_ids)]  # order kept
     assert split_list_path(d, "test") == d / "val.txt"
-    assert split_file_names(d, "test") == [f"{i}.jpg" for i in val_ids]
+    assert split_file_names(d, "test") == [f"{int(i)}.jpg" for i in val_ids]
 
 
 def test_official_celebahq_dataset_without_images(tmp_path):
@@ -329,10 +399,61 @@ def test_official_celebahq_dataset_without_images(tmp_path):
     official = CelebAHQDataset(d, tmp_path, 256, split="train", train_overlap="official",
                                num_samples=-1)
     assert len(official) == 27000
-    assert len(set(official.names) & set(_read(d / "val.txt"))) == 700
+    assert len(set(official.names) & {str(int(i)) for i in _read(d / "val.txt")}) == 700
     assert ds[0]["image"].shape == (3, 256, 256)
     with pytest.raises(ImageError, match=f"{ds.names[1]}.jpg"):
         ds[1]
+
+
+def test_celebahq_zero_padded_ids_open_release_names(tmp_path):
+    """Official CelebA-HQ lists hold zero-padded ids; images are named str(int(id)).jpg (CelebAMask-HQ's
+    CelebA-HQ-img). A zero-padded file is accepted when only it exists; attributes follow the same rule."""
+    d = SPLITS / "celebahq"
+    val_ids = _read(d / "val.txt")
+    padded = [i for i in val_ids if i.startswith("0")][:3]  # e.g. 08712, 01996, 05461
+    plain = [i for i in val_ids if not i.startswith("0")][:2]
+    lists, img = tmp_path / "lists", tmp_path / "img"
+    lists.mkdir()
+    (lists / "train.txt").write_text("\n".join(padded[:1] + plain[:1]) + "\n")
+    (lists / "val.txt").write_text("\n".join(padded + plain) + "\n")
+    for i in padded[:2] + plain:
+        _write(img / f"{int(i)}.jpg", color=(int(i) % 256, 0, 0))  # the release's names
+    _write(img / f"{padded[2]}.jpg", color=(7, 0, 0))  # only a zero-padded file for the third id
+    ds = CelebAHQDataset(lists, img, 8, split="val", train_overlap="official")
+    assert [p.name for p in ds.paths] == [f"{int(i)}.jpg" for i in padded[:2]] + [f"{padded[2]}.jpg"] + \
+        [f"{int(i)}.jpg" for i in plain]
+    for k in range(len(ds)):  # every image opens (the project used to open 08712.jpg and stop)
+        assert ds[k]["image"].shape == (3, 8, 8)
+    assert ds.names[0] == str(int(padded[0]))
+    # Attribute lookup: the CelebAMask-HQ file names images <int id>.jpg.
+    attr = lists / "anno.txt"
+    rows = "\n".join(f"{int(i)}.jpg {1 if k % 2 else -1}" for k, i in enumerate(padded + plain))
+    attr.write_text(f"{len(padded + plain)}\nSmiling\n{rows}\n")
+    ds = CelebAHQDataset(lists, img, 8, split="val", attr_file=attr)
+    assert [a[0] for a in ds._attrs.tolist()] == [k % 2 for k in range(5)]
+    # Training with "exclude" drops ids of the val list whatever their spelling.
+    (lists / "train.txt").write_text(f"{int(padded[0])}\n{plain[0]}\n{padded[1]}\n")
+    (lists / "val.txt").write_text(f"{padded[0]}\n")
+    tr = CelebAHQDataset(lists, img, 8, split="train")
+    assert tr.names == [plain[0], str(int(padded[1]))]
+
+
+def test_list_files_resolve_release_names(tmp_path):
+    from utils.image_io import read_list_file, resolve_inputs
+
+    img = tmp_path / "img"
+    for n in ("7070.jpg", "29960.jpg", "00001.png", "05461.jpg"):
+        _write(img / n)
+    lst = tmp_path / "faces.txt"
+    lst.write_text("07070\n29960.jpg\n00001.png\n05461\n123\n")
+    got = [p.name for p in read_list_file(lst, img)]
+    # 05461: only the zero-padded file exists; 123: missing, named as the release would open it.
+    assert got == ["7070.jpg", "29960.jpg", "00001.png", "05461.jpg", "123.jpg"]
+    assert [p.name for p in resolve_inputs([lst], img)] == got
+    # The official evaluation lists resolve the same way (test.txt holds 29960.jpg, ...).
+    test_list = REFERENCE / "official_eval_lists" / "celebahq-lists" / "test.txt"
+    names = [p.name for p in read_list_file(test_list, img)]
+    assert len(names) == 3000 and names[0] == "29960.jpg"
 
 
 def test_official_ffhq_split_logic():
@@ -424,3 +545,80 @@ def test_registry_builds_real_synthfaces():
     spec = {"type": "SynthFaces", "args": {"size": 32, "seed": 1, "num_train": 4, "num_val": 2, "num_test": 3,
                                            "cache": False}}
     assert [len(build_dataset(spec, s)) for s in ("train", "val", "test")] == [4, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------------
+# The release's image pipeline: OpenCV INTER_LINEAR resize (no antialiasing), flip before resize
+
+def _photo(path: Path, size=96, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    a = np.stack([(xx * 255 // size), (yy * 255 // size), ((xx + yy) * 127 // size)], -1)
+    a = np.clip(a + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)  # high frequencies
+    Image.fromarray(a).save(path)
+    return a
+
+
+def _cv2_load(path, size, flip=False):
+    """The official loader: cv2.imread (BGR -> RGB), flip, cv2.resize INTER_LINEAR, x / 127.5 - 1."""
+    import cv2
+    a = cv2.imread(str(path))[:, :, ::-1]
+    if flip:
+        a = cv2.flip(a, 1)
+    a = cv2.resize(np.ascontiguousarray(a), (size, size), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1) / 127.5 - 1
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_load_image_is_opencv_inter_linear(tmp_path, ext):
+    from utils.image_io import load_image
+
+    path = tmp_path / f"face{ext}"
+    _photo(path, 100)
+    for size in (25, 64, 37, 160):
+        assert torch.equal(load_image(path, size), _cv2_load(path, size)), size
+        assert torch.equal(load_image(path, size, flip=True), _cv2_load(path, size, flip=True)), size
+    # The antialiased resize stays available (new work) and differs.
+    aa = load_image(path, 25, resize="antialias")
+    assert aa.shape == (3, 25, 25) and (aa - load_image(path, 25)).abs().max() > 0.05
+    with pytest.raises(ValueError, match="resize"):
+        load_image(path, 25, resize="bicubic")
+
+
+def test_inter_linear_downscale_by_four_samples_two_by_two(tmp_path):
+    """A 4x downscale without antialiasing: output (i, j) is the mean of source pixels
+    (4i+1..4i+2, 4j+1..4j+2), the 2x2 block at the half-pixel centre, rounded."""
+    from utils.image_io import resize_uint8
+
+    a = np.random.default_rng(1).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    out = resize_uint8(a, 16, "opencv").astype(np.float64)
+    block = a.astype(np.float64).reshape(16, 4, 16, 4, 3)[:, 1:3, :, 1:3].mean(axis=(1, 3))
+    assert np.abs(out - block).max() <= 0.5 + 1e-9
+    assert np.abs(out - np.floor(block + 0.5)).max() <= 1
+
+
+def test_datasets_flip_before_resize(tmp_path):
+    from trainer.data import AugmentedDataset, PlainDataset
+
+    img, lists = tmp_path / "img", tmp_path / "lists"
+    img.mkdir()
+    lists.mkdir()
+    _photo(img / "7070.jpg", 90, 1)
+    _photo(img / "12.jpg", 90, 2)
+    (lists / "train.txt").write_text("07070\n00012\n")
+    (lists / "val.txt").write_text("00012\n")
+    ds = CelebAHQDataset(lists, img, 32, split="train", train_overlap="official")
+    assert ds.resize == "opencv"
+    assert torch.equal(ds[0]["image"], _cv2_load(img / "7070.jpg", 32))
+    flipped = ds.load(0, flip=True)["image"]
+    assert torch.equal(flipped, _cv2_load(img / "7070.jpg", 32, flip=True))
+    aug = AugmentedDataset(ds, seed=0, flip_p=1.0, mask_p=0.0)
+    assert torch.equal(aug[(0, 0)]["image"], flipped)
+    aug_sub = AugmentedDataset(torch.utils.data.Subset(ds, [1]), seed=0, flip_p=1.0, mask_p=0.0)
+    assert torch.equal(aug_sub[(0, 0)]["image"], _cv2_load(img / "12.jpg", 32, flip=True))
+    assert torch.equal(PlainDataset(ds)[1]["image"], _cv2_load(img / "12.jpg", 32))
+    old = CelebAHQDataset(lists, img, 32, split="train", train_overlap="official", resize="antialias")
+    assert (old[0]["image"] - ds[0]["image"]).abs().max() > 0.02
+    with pytest.raises(ConfigError, match="resize"):
+        parse_dataset_spec({"type": "CelebAHQDataset", "args": {"data_dir": "x", "image_dir": "y",
+                                                                 "image_size": 64, "resize": "cubic"}})

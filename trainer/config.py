@@ -31,7 +31,13 @@ class DataLoaderConfig:
     num_samples: int = -1
     num_val_samples: int = 2000
     flip_p: float = 0.5
-    mask_p: float = 0.5
+    # Hole masks (data_loader.masks): probability, maximum stroke width / radius in px and the
+    # canvas they are drawn on; null takes the data set's official default (CelebA-HQ 0.5 / 16,
+    # FFHQ 0.7 / 70, drawn at the model size; SynthFaces and sizes below 64 px: 0.5 / 16 on a
+    # 256-px canvas reduced to the model size).
+    mask_p: Optional[float] = None
+    mask_width: Optional[int] = None
+    mask_size: Optional[int] = None
 
 
 @dataclass

@@ -5,31 +5,47 @@ epoch e are functions of (seed, e, i). Nothing depends on worker count or on the
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from data_loader.augment import train_augment
+from data_loader.augment import augment_decisions, train_augment
 
 
 class AugmentedDataset(Dataset):
-    """Wraps a dataset; ``ds[(index, epoch)]`` applies the training flip and hole mask."""
+    """Wraps a dataset; ``ds[(index, epoch)]`` applies the training flip and hole mask.
 
-    def __init__(self, base: Dataset, seed: int, flip_p: float, mask_p: float, swap_pairs=None):
+    A base data set with ``flip_before_resize`` (the real-image data sets) mirrors the decoded
+    image before resizing it, as the official loaders; others (SynthFaces tensors) are mirrored at
+    the model size. ``mask_width``/``mask_canvas``: see :mod:`data_loader.masks`."""
+
+    def __init__(self, base: Dataset, seed: int, flip_p: float, mask_p: float, swap_pairs=None,
+                 mask_width: int = 16, mask_canvas: Optional[int] = None):
         self.base, self.seed, self.flip_p, self.mask_p = base, seed, flip_p, mask_p
         self.swap_pairs = swap_pairs
+        self.mask_width, self.mask_canvas = mask_width, mask_canvas
+        root = base.dataset if isinstance(base, Subset) else base
+        self._load = root.load if getattr(root, "flip_before_resize", False) else None
+        self._indices = base.indices if isinstance(base, Subset) else None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, key):
         index, epoch = key
-        sample = self.base[index]
         rng = np.random.default_rng([self.seed, epoch, index])
+        decisions = augment_decisions(rng, self.flip_p, self.mask_p)
+        if self._load is not None:
+            root_index = self._indices[index] if self._indices is not None else index
+            sample = self._load(root_index, flip=decisions[0])
+        else:
+            sample = self.base[index]
         kwargs = {"swap_pairs": self.swap_pairs} if self.swap_pairs else {}
-        return _strip(train_augment(sample, rng, flip_p=self.flip_p, mask_p=self.mask_p, **kwargs))
+        return _strip(train_augment(sample, rng, self.flip_p, self.mask_p, mask_width=self.mask_width,
+                                    mask_canvas=self.mask_canvas, decisions=decisions,
+                                    image_flipped=self._load is not None, **kwargs))
 
 
 class PlainDataset(Dataset):

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import build_networks
 from model.checkpoint import pack_checkpoint
+from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
 
 from .base_trainer import BaseTrainer, DistInfo
@@ -73,7 +74,15 @@ class IAFacesTrainer(BaseTrainer):
         self.amp = cfg.trainer.amp == "bf16" and device.type == "cuda"
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
-        self.train_set = AugmentedDataset(limit(train_set, dl.num_samples), cfg.seed, dl.flip_p, dl.mask_p)
+        from data_loader.masks import mask_settings
+        try:
+            masks = mask_settings(cfg.data_set.type, self.model_config.encoder.size, dl.mask_p, dl.mask_width,
+                                  dl.mask_size)
+        except ValueError as e:
+            raise ConfigError(f"data_loader: {e}") from None
+        self.mask_settings = masks
+        self.train_set = AugmentedDataset(limit(train_set, dl.num_samples), cfg.seed, dl.flip_p, masks.p,
+                                          mask_width=masks.width, mask_canvas=masks.canvas)
         self.val_set = PlainDataset(limit(val_set, dl.num_val_samples))
         self._vis_batch = None
 

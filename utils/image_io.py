@@ -37,16 +37,60 @@ def open_rgb(path: PathLike) -> Image.Image:
 
 def pil_to_tensor(im: Image.Image) -> Tensor:
     """PIL RGB -> float32 [3, H, W] in [-1, 1]."""
-    a = np.asarray(im, dtype=np.float32)
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+    return array_to_tensor(np.asarray(im, dtype=np.uint8))
 
 
-def load_image(path: PathLike, size: Optional[int] = None) -> Tensor:
-    """Read an image as float32 [3, size, size] in [-1, 1] (bicubic resize when needed)."""
-    im = open_rgb(path)
-    if size is not None and im.size != (size, size):
-        im = im.resize((size, size), Image.BICUBIC)
-    return pil_to_tensor(im)
+# ------------------------------------------------------------------------------------ resizing
+#: Resize methods. ``opencv``: OpenCV ``cv2.resize(..., INTER_LINEAR)`` on the uint8 image, i.e.
+#: bilinear at half-pixel centres *without* antialiasing (a 1024 -> 256 downscale averages 2x2 of
+#: every 4x4 pixels), exactly what the official loaders do; the default for the official configs,
+#: released checkpoints, editing inputs and metric inputs. ``antialias``: PIL bicubic with
+#: antialiasing (the project's earlier resize), an option for new work.
+RESIZE_METHODS = ("opencv", "antialias")
+DEFAULT_RESIZE = "opencv"
+
+
+def check_resize(method: str) -> str:
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r}; choose from {', '.join(RESIZE_METHODS)}")
+    return method
+
+
+def resize_uint8(a: np.ndarray, size: int, method: str = DEFAULT_RESIZE) -> np.ndarray:
+    """Resize a uint8 ``[H, W, 3]`` array to ``[size, size, 3]`` with ``method`` (see
+    ``RESIZE_METHODS``); returns the input itself when it already has that size."""
+    check_resize(method)
+    if a.shape[0] == size and a.shape[1] == size:
+        return a
+    if method == "opencv":
+        import cv2
+        return cv2.resize(np.ascontiguousarray(a), (size, size), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC))
+
+
+def read_rgb_array(path: PathLike) -> np.ndarray:
+    """An image file as uint8 ``[H, W, 3]`` RGB (see :func:`open_rgb`)."""
+    return np.asarray(open_rgb(path), dtype=np.uint8)
+
+
+def array_to_tensor(a: np.ndarray) -> Tensor:
+    """uint8 ``[H, W, 3]`` -> float32 ``[3, H, W]`` in [-1, 1] (``x / 127.5 - 1``)."""
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+
+
+def load_image(path: PathLike, size: Optional[int] = None, resize: str = DEFAULT_RESIZE,
+               flip: bool = False) -> Tensor:
+    """Read an image as float32 [3, size, size] in [-1, 1].
+
+    ``flip`` mirrors it horizontally *before* resizing (the official training order); ``resize``
+    is one of ``RESIZE_METHODS`` (default ``opencv``: OpenCV INTER_LINEAR, as the release)."""
+    check_resize(resize)
+    a = read_rgb_array(path)
+    if flip:
+        a = a[:, ::-1]
+    if size is not None:
+        a = resize_uint8(a, int(size), resize)
+    return array_to_tensor(a)
 
 
 def to_unit(x: Tensor) -> Tensor:
@@ -89,28 +133,70 @@ def list_images(folder: PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def read_list_file(path: PathLike, image_dir: Optional[PathLike] = None,
-                   default_ext: str = ".jpg") -> list[Path]:
-    """Entries of a split/list file, one per line: ids (``123``) or file names (``123.jpg``),
-    resolved against ``image_dir`` (default: the list file's folder). Blank lines and ``#``
-    comments are skipped."""
+def canonical_id(stem: str) -> str:
+    """The release's spelling of a numeric id: ``str(int(id))`` (``07070`` -> ``7070``); other
+    stems are returned unchanged."""
+    return str(int(stem)) if stem.isdigit() else stem
+
+
+def entry_candidates(entry: str, default_ext: str = ".jpg") -> list[str]:
+    """File names a list entry may refer to, in order of preference.
+
+    CelebA-HQ lists hold zero-padded ids (``07070``) while the images are named ``7070.jpg``: for a
+    bare id the release opens ``str(int(id)) + ext``, so that name comes first and the zero-padded
+    file is the fallback; ``default_ext`` is tried first, then the other image extensions. A file
+    name (``00001.png``, FFHQ) is taken as written first, its ``str(int(stem))`` spelling second."""
+    p = Path(entry)
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        stems, exts = [p.stem, canonical_id(p.stem)], [p.suffix]
+    else:
+        stems, exts = [canonical_id(entry), entry], list(dict.fromkeys([default_ext, *IMAGE_EXTENSIONS]))
+    stems = list(dict.fromkeys(stems))
+    parent = "" if str(p.parent) == "." else p.parent.as_posix() + "/"
+    return [f"{parent}{s}{e}" for e in exts for s in stems]
+
+
+def resolve_entry(base: PathLike, entry: str, default_ext: str = ".jpg",
+                  existing: Optional[set] = None) -> Path:
+    """The image a list entry names inside ``base``: the first candidate of
+    :func:`entry_candidates` that exists (``existing``: the set of file names in ``base``, to avoid
+    one stat per entry), else the release's name (``str(int(id)) + ext``)."""
+    base = Path(base)
+    cands = entry_candidates(entry, default_ext)
+    for c in cands:
+        if (c in existing) if existing is not None and "/" not in c else (base / c).is_file():
+            return base / c
+    return base / cands[0]
+
+
+def read_list_entries(path: PathLike) -> list[str]:
+    """The entries of a list file, one per line (first whitespace-separated field; blank lines and
+    ``#`` comments skipped)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"list file not found: {path}")
-    base = Path(image_dir) if image_dir is not None else path.parent
     out = []
     for line in path.read_text().splitlines():
         entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        entry = entry.split()[0]
-        if Path(entry).suffix.lower() in IMAGE_EXTENSIONS:
-            out.append(base / entry)
-            continue
-        # A bare id: the default extension, or whichever image file with that stem exists.
-        candidates = [base / (entry + ext) for ext in (default_ext, *IMAGE_EXTENSIONS)]
-        out.append(next((c for c in candidates if c.is_file()), candidates[0]))
+        if entry:
+            out.append(entry.split()[0])
     return out
+
+
+def read_list_file(path: PathLike, image_dir: Optional[PathLike] = None,
+                   default_ext: str = ".jpg") -> list[Path]:
+    """Entries of a split/list file, one per line: ids (``123``, ``07070``) or file names
+    (``123.jpg``), resolved against ``image_dir`` (default: the list file's folder) with
+    :func:`resolve_entry` (zero-padded ids open ``str(int(id)).jpg``, as the release, or the
+    zero-padded file when only that exists). Blank lines and ``#`` comments are skipped."""
+    path = Path(path)
+    entries = read_list_entries(path)
+    base = Path(image_dir) if image_dir is not None else path.parent
+    try:
+        existing = set(os.listdir(base)) if base.is_dir() else set()
+    except OSError:
+        existing = None
+    return [resolve_entry(base, e, default_ext, existing) for e in entries]
 
 
 def resolve_inputs(inputs: Iterable[PathLike], img_dir: Optional[PathLike] = None) -> list[Path]:
