@@ -4,13 +4,21 @@
     python -m evaluation.compare --real recon/ --fake edited/ --metrics mse_irr,ifg --components mouth \
         --discriminator CKPT
 
-Images pair by file stem (``001.png`` with ``001.jpg``); unpaired files are skipped with a notice.
-``--real`` holds the real images (reconstruction metrics) or the source reconstructions (editing
-metrics: mse_irr, ifg, arc_dis); ``--fake`` the reconstructions or edits. Pixel metrics run over
-evaluation batches of ``--batch_size`` pairs: each batch gives one value (PSNR from the batch MSE)
-and the values are averaged over batches, the official convention (batch size 1, the default, is
-the per-image average). FID uses all paired images of each folder. See evaluation/README.md.
-Bad input ends with one ``error: ...`` line and exit status 2.
+Images pair by file stem (``001.png`` with ``001.jpg``), sorted by stem or in the order of a list
+file (``--list test.txt``, as the release reads them); unpaired files are skipped with a notice.
+``--real`` holds the real images (reconstruction metrics; the resized inputs that
+``reconstruction.py --save_real`` writes) or the source reconstructions (editing metrics: mse_irr,
+ifg, arc_dis); ``--fake`` the reconstructions or edits.
+
+The release's conventions by default: evaluation batches of ``--batch_size 8`` pairs; per batch
+MSE and LPIPS on [-1, 1], PSNR (from the batch MSE) and SSIM (``pytorch_ssim``: zero padding,
+borders kept) on images min-max rescaled per image; every per-batch value weighted by its batch
+size (``sum(v_b * n_b) / N``); IFG scores images one at a time. The project's earlier variants:
+``--no_minmax`` (plain ``(x + 1) / 2``), ``--ssim_variant skimage`` (scikit-image, borders cropped)
+and ``--unweighted_batches`` (plain mean of the per-batch values). Images of another size are
+resized with OpenCV INTER_LINEAR (``--resize antialias``: PIL bicubic with antialiasing). FID uses
+all paired images of each folder. See evaluation/README.md. Bad input ends with one
+``error: ...`` line and exit status 2.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from model.boxes import component_indices
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.device import resolve_device
 from utils.errors import UserError
-from utils.image_io import list_images, load_image, open_rgb
+from utils.image_io import RESIZE_METHODS, list_images, load_image, open_rgb, read_list_entries
 
 from .arcface import load_arcface
 from .attr_classifier import load_classifier
@@ -48,8 +56,19 @@ def build_parser():
                    "(l_eye, r_eye, eyes, nose, mouth, all; comma-separated); adds mse_irr")
     p.add_argument("--size", type=int, default=None, help="resize every image to SIZE px first (default: the "
                    "fake image's size; real images of another size are resized to it)")
-    p.add_argument("--batch_size", type=int, default=1, help="evaluation batch (values averaged per batch; "
-                   "default 1)")
+    p.add_argument("--batch_size", type=int, default=8, help="evaluation batch: one value per batch, weighted "
+                   "by its size (default 8, as the release's scripts)")
+    p.add_argument("--list", default=None, metavar="FILE", help="pair the images in the order of this list file "
+                   "(entries name the files by stem, e.g. the release's test.txt); default: sorted by stem")
+    p.add_argument("--no_minmax", action="store_true", help="PSNR/SSIM on plain (x + 1) / 2 images, without the "
+                   "release's per-image min-max rescaling")
+    p.add_argument("--ssim_variant", default="pytorch_ssim", choices=("pytorch_ssim", "skimage"),
+                   help="pytorch_ssim (default, the release: zero padding, borders kept) or skimage (scikit-image, "
+                        "borders cropped)")
+    p.add_argument("--unweighted_batches", action="store_true", help="average the per-batch values without "
+                   "weighting them by batch size (the project's earlier convention)")
+    p.add_argument("--resize", default="opencv", choices=RESIZE_METHODS, help="how images of another size are "
+                   "resized: opencv (default, the release's INTER_LINEAR) or antialias (PIL bicubic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--lpips_vgg", default=None, metavar="PATH", help="torchvision vgg16-397923af.pth for LPIPS "
                    "(default: torch hub's checkpoint folder)")
@@ -80,8 +99,10 @@ def parse_metrics(text: str, components: Optional[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.stderr)):
-    """[(stem, real path, fake path)] sorted by stem."""
+def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.stderr),
+               order: Optional[list] = None):
+    """[(stem, real path, fake path)] sorted by stem, or in the order of the stems ``order``
+    (entries such as ``29960.jpg`` or ``07070``; a zero-padded id also matches ``7070``)."""
     def by_stem(folder: str, what: str) -> dict:
         out = {}
         for p in list_images(folder):
@@ -93,6 +114,18 @@ def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.
 
     real, fake = by_stem(real_dir, "--real"), by_stem(fake_dir, "--fake")
     common = sorted(set(real) & set(fake))
+    if order is not None:
+        from utils.image_io import canonical_id
+        listed = []
+        for entry in order:
+            stem = Path(entry).stem if Path(entry).suffix else entry
+            for s in dict.fromkeys([stem, canonical_id(stem)]):
+                if s in real and s in fake:
+                    listed.append(s)
+                    break
+        if not listed:
+            raise UserError(f"no entry of the --list file names an image pair of {real_dir} and {fake_dir}")
+        common = list(dict.fromkeys(listed))
     if not common:
         raise UserError(f"no image of {fake_dir} has a counterpart with the same file stem in {real_dir} "
                         f"({len(real)} and {len(fake)} images)")
@@ -103,12 +136,12 @@ def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.
 
 
 class _Loader:
-    def __init__(self, size: Optional[int], notice):
-        self.size, self.notice, self.noticed = size, notice, False
+    def __init__(self, size: Optional[int], notice, resize: str = "opencv"):
+        self.size, self.notice, self.noticed, self.resize = size, notice, False, resize
 
     def pair(self, real: Path, fake: Path) -> tuple[torch.Tensor, torch.Tensor]:
         if self.size:
-            return load_image(real, self.size), load_image(fake, self.size)
+            return load_image(real, self.size, self.resize), load_image(fake, self.size, self.resize)
         f = load_image(fake)
         if f.shape[-1] != f.shape[-2]:
             raise UserError(f"{fake} is not square ({f.shape[-1]}x{f.shape[-2]}); pass --size N")
@@ -117,7 +150,7 @@ class _Loader:
             self.notice(f"notice: resizing --real images to the --fake size {f.shape[-1]} px (first: {real.name}, "
                         f"{w}x{h})")
             self.noticed = True
-        return load_image(real, f.shape[-1]), f
+        return load_image(real, f.shape[-1], self.resize), f
 
 
 @main_guard
@@ -156,10 +189,12 @@ def main(argv=None) -> int:
         clf.index(args.attribute)
         extra["attr_acc"] = clf
 
-    pairs = pair_files(args.real, args.fake, notice)
+    order = read_list_entries(args.list) if args.list else None
+    pairs = pair_files(args.real, args.fake, notice, order)
     if "fid" in metrics and len(pairs) < 2:
         raise UserError("FID needs at least 2 image pairs")
-    loader = _Loader(args.size, notice)
+    loader = _Loader(args.size, notice, args.resize)
+    minmax = not args.no_minmax
     sums = {m: 0.0 for m in metrics if m in PIXEL_METRICS}
     weights = {m: 0.0 for m in sums}
     bar = progress(len(pairs), "comparing")
@@ -174,21 +209,24 @@ def main(argv=None) -> int:
         n = real.shape[0]
         for m in sums:
             if m == "mse":
-                v, w = METRICS["mse"](real, fake), 1.0
+                v = METRICS["mse"](real, fake)
             elif m == "psnr":
-                v, w = METRICS["psnr"](real, fake), 1.0
+                v = METRICS["psnr"](real, fake, minmax=minmax)
             elif m == "ssim":
-                v, w = METRICS["ssim"](real, fake), 1.0
+                v = METRICS["ssim"](real, fake, variant=args.ssim_variant, minmax=minmax)
             elif m == "lpips":
-                v, w = METRICS["lpips"](real, fake, model=extra["lpips"]), 1.0
+                v = METRICS["lpips"](real, fake, model=extra["lpips"])
             elif m == "mse_irr":
-                v, w = METRICS["mse_irr"](real, fake, args.components), 1.0
+                v = METRICS["mse_irr"](real, fake, args.components)
             elif m == "ifg":
-                v, w = METRICS["ifg"](extra["ifg"], fake, real), float(n)
+                v = METRICS["ifg"](extra["ifg"], fake, real, batch_size=1)  # one image at a time
             elif m == "arc_dis":
-                v, w = METRICS["arc_dis"](extra["arc_dis"], real, fake), float(n)
+                v = METRICS["arc_dis"](extra["arc_dis"], real, fake)
             else:  # attr_acc, on the edits
-                v, w = METRICS["attr_acc"](extra["attr_acc"], fake, args.attribute, bool(args.target)), float(n)
+                v = METRICS["attr_acc"](extra["attr_acc"], fake, args.attribute, bool(args.target))
+            # The release weights every per-batch value by its batch size (a NaN, e.g. Arc-dis of a
+            # batch without detected faces, is left out).
+            w = 1.0 if args.unweighted_batches else float(n)
             if not math.isnan(v):
                 sums[m] += v * w
                 weights[m] += w
@@ -207,7 +245,10 @@ def main(argv=None) -> int:
         print(f"{m:8s} {v:.6g}")
     if args.json:
         out = {"real": str(args.real), "fake": str(args.fake), "pairs": len(pairs), "batch_size": args.batch_size,
-               "components": args.components, "metrics": results}
+               "components": args.components, "metrics": results,
+               "conventions": {"minmax": minmax, "ssim_variant": args.ssim_variant,
+                               "weighted_batches": not args.unweighted_batches, "resize": args.resize,
+                               "list": args.list}}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0

@@ -6,26 +6,35 @@ Images are float tensors ``[B, 3, H, W]`` in [-1, 1] (what the networks produce 
 
 =========  ==============================================================================
 mse        mean squared error on [-1, 1]
-psnr       ``10 * log10(1 / MSE)`` on [0, 1] images; the MSE of the batch given (the official
-           per-batch convention; ``reduction="none"`` gives one value per image)
-ssim       scikit-image SSIM on [0, 1] images: Gaussian window (sigma 1.5, 11 taps),
-           population covariances, ``data_range=1``, channels averaged; mean over the images
+psnr       ``10 * log10(1 / MSE)`` on [0, 1] images, each **min-max rescaled per image** (over all
+           its channels) first, as the release (``minmax=False``: the plain ``(x + 1) / 2``); the
+           MSE of the batch given (the official per-batch convention; ``reduction="none"`` gives
+           one value per image)
+ssim       ``pytorch_ssim`` as the release: min-max rescaled [0, 1] images, Gaussian window 11,
+           sigma 1.5, per-channel convolution with **zero padding** 5, C1 = 0.01^2, C2 = 0.03^2, the
+           mean of the whole SSIM map (borders included); ``variant="skimage"``: scikit-image's
+           SSIM (borders cropped), the project's earlier convention
 lpips      LPIPS (VGG, "net-lin" v0.1) on [-1, 1]; mean over the images
 fid        Frechet distance between the feature statistics of two image sets (pytorch-fid's
            Inception pool3 features by default; see ``evaluation.fid``)
 mse_irr    MSE between the source reconstruction and the edited image with the edited
            components' boxes zeroed in both (the mean runs over all pixels)
-ifg        mean ``D(edited) - D(source reconstruction)`` under a discriminator
+ifg        mean ``D(edited) - D(source reconstruction)`` under a discriminator, images scored
+           one at a time (a StyleGAN2 D's minibatch-stddev layer makes scores batch-dependent)
 arc_dis    mean ArcFace distance ``1 - cos`` between source reconstruction and edit, over the
            faces a detector finds (see ``evaluation.arcface``)
 attr_acc   share of edited images an attribute classifier labels with the target attribute
 =========  ==============================================================================
+
+Averaging over a data set (``evaluation.compare``): every per-batch value is weighted by its batch
+size, ``sum(value_b * n_b) / N`` (batch 8 as the release's scripts).
 """
 from __future__ import annotations
 
 import warnings
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -105,30 +114,86 @@ def mse(a: Tensor, b: Tensor, reduction: str = "mean"):
     return _reduce((a - b).square().flatten(1).mean(1), reduction)
 
 
-def psnr(a: Tensor, b: Tensor, reduction: str = "batch"):
+def minmax_unit(x: Tensor) -> Tensor:
+    """[-1, 1] images [B, C, H, W] -> [0, 1], then min-max rescaled per image over all its
+    channels and pixels, as the official metric code: ``(u - min) / (max - min)``. A constant image
+    (``max == min``; the release divides by zero there) becomes all zeros."""
+    u = (x + 1) / 2
+    flat = u.flatten(1)
+    lo = flat.min(1).values.view(-1, 1, 1, 1)
+    span = (flat.max(1).values.view(-1, 1, 1, 1) - lo)
+    return torch.where(span > 0, (u - lo) / span.clamp(min=1e-12), torch.zeros_like(u))
+
+
+def _unit(x: Tensor, minmax: bool) -> Tensor:
+    return minmax_unit(x) if minmax else to_unit(x)
+
+
+def psnr(a: Tensor, b: Tensor, reduction: str = "batch", minmax: bool = True):
     """``10 * log10(1 / MSE)`` on [0, 1] images.
 
+    ``minmax`` (default, official): each image is min-max rescaled to [0, 1] first
+    (:func:`minmax_unit`); ``False``: the plain ``(x + 1) / 2`` mapping (clamped).
     ``reduction="batch"`` (default, official): one value from the MSE of the whole batch given;
     ``"mean"``: mean of the per-image values; ``"none"``: per image [B]. The MSE is clamped to
     1e-10, so identical images give ``PSNR_MAX_DB`` (100 dB) rather than infinity."""
     a, b = _pair(a, b)
-    per = (to_unit(a) - to_unit(b)).square().flatten(1).mean(1)
+    per = (_unit(a, minmax) - _unit(b, minmax)).square().flatten(1).mean(1)
     db = lambda m: 10.0 * torch.log10(1.0 / m.clamp(min=10 ** (-PSNR_MAX_DB / 10)))  # noqa: E731
     if reduction == "batch":
         return float(db(per.mean()))
     return _reduce(db(per), reduction)
 
 
-def ssim(a: Tensor, b: Tensor, reduction: str = "mean"):
-    """SSIM on [0, 1] images with scikit-image (Gaussian weights, sigma 1.5, population
-    covariances, ``data_range=1``, channel axis last): mean over images, or per image [B]."""
-    from skimage.metrics import structural_similarity  # heavy import, needed only for SSIM
+SSIM_WINDOW = 11
+SSIM_VARIANTS = ("pytorch_ssim", "skimage")
 
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """pytorch_ssim's 2-D window: the outer product of the normalised 1-D Gaussian
+    ``exp(-(x - size // 2)^2 / (2 sigma^2))``, x = 0..size-1 (float64)."""
+    x = torch.arange(size, dtype=torch.float64)
+    g = torch.exp(-(x - size // 2) ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_map(a: Tensor, b: Tensor, size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """The SSIM map of ``pytorch_ssim`` for images [B, C, H, W] (any range, float64): each
+    channel convolved with the Gaussian window with zero padding ``size // 2`` (so the map has
+    the image's size, borders included), C1 = 0.01^2, C2 = 0.03^2."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    c = a.shape[1]
+    w = gaussian_window(size, sigma).expand(c, 1, size, size).contiguous()
+    conv = lambda t: F.conv2d(t, w, padding=size // 2, groups=c)  # noqa: E731
+    mu1, mu2 = conv(a), conv(b)
+    s11 = conv(a * a) - mu1 * mu1
+    s22 = conv(b * b) - mu2 * mu2
+    s12 = conv(a * b) - mu1 * mu2
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    return ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s11 + s22 + c2))
+
+
+def ssim(a: Tensor, b: Tensor, reduction: str = "mean", variant: str = "pytorch_ssim", minmax: bool = True):
+    """SSIM on [0, 1] images: mean over images, or per image [B] with ``reduction="none"``.
+
+    ``variant="pytorch_ssim"`` (default, official): :func:`ssim_map` averaged over the whole map,
+    borders included, on min-max rescaled images (``minmax``). ``variant="skimage"``:
+    scikit-image's ``structural_similarity`` (Gaussian weights, sigma 1.5, population covariances,
+    ``data_range=1``, borders cropped, channels averaged), the project's earlier convention."""
     a, b = _pair(a, b)
+    if variant not in SSIM_VARIANTS:
+        raise MetricError(f"unknown SSIM variant {variant!r}; choose from {', '.join(SSIM_VARIANTS)}")
+    ua, ub = _unit(a, minmax), _unit(b, minmax)
+    if variant == "pytorch_ssim":
+        vals = torch.cat([ssim_map(ua[i:i + 16], ub[i:i + 16]).flatten(1).mean(1)
+                          for i in range(0, ua.shape[0], 16)])
+        return _reduce(vals, reduction)
+    from skimage.metrics import structural_similarity  # heavy import, needed only for this variant
+
     if min(a.shape[-2:]) < 11:
         raise MetricError(f"SSIM needs images of at least 11x11 px, got {a.shape[-1]}x{a.shape[-2]}")
-    ua = to_unit(a).permute(0, 2, 3, 1).numpy()
-    ub = to_unit(b).permute(0, 2, 3, 1).numpy()
+    ua, ub = ua.permute(0, 2, 3, 1).numpy(), ub.permute(0, 2, 3, 1).numpy()
     vals = [structural_similarity(x, y, gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False,
                                   data_range=1.0, channel_axis=-1) for x, y in zip(ua, ub)]
     return _reduce(torch.tensor(vals, dtype=torch.float64), reduction)
@@ -198,14 +263,25 @@ def masked_mse(a: Tensor, b: Tensor, mask: Tensor, reduction: str = "mean"):
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
+    """Images [B, 3, H, W] in [-1, 1] -> ``size`` px with OpenCV's INTER_LINEAR (the release's
+    resize; float images, so no uint8 rounding)."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    import cv2
+    arr = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    out = np.stack([cv2.resize(np.ascontiguousarray(a), (size, size), interpolation=cv2.INTER_LINEAR)
+                    for a in arr])
+    if out.ndim == 3:  # a single channel loses its axis in cv2
+        out = out[..., None]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(x.dtype)
 
 
 @torch.no_grad()
-def discriminator_scores(discriminator: torch.nn.Module, images: Tensor, batch_size: int = 16) -> Tensor:
-    """D(x) for images in [-1, 1] (resized to the discriminator's size when it declares one) -> [B]."""
+def discriminator_scores(discriminator: torch.nn.Module, images: Tensor, batch_size: int = 1) -> Tensor:
+    """D(x) for images in [-1, 1] (resized to the discriminator's size when it declares one) -> [B].
+
+    ``batch_size`` 1 (default) scores the images one at a time, as the release: a StyleGAN2
+    discriminator's minibatch-stddev layer makes a score depend on the other images of its batch."""
     images = torch.as_tensor(images)
     if images.ndim == 3:
         images = images[None]
@@ -220,9 +296,9 @@ def discriminator_scores(discriminator: torch.nn.Module, images: Tensor, batch_s
     return torch.cat(out)
 
 
-def ifg(discriminator: torch.nn.Module, edited: Tensor, source: Tensor, batch_size: int = 16) -> float:
+def ifg(discriminator: torch.nn.Module, edited: Tensor, source: Tensor, batch_size: int = 1) -> float:
     """Image fidelity gap: ``mean D(edited) - mean D(source reconstruction)`` (negative: the edits
-    look less real to D than the reconstructions)."""
+    look less real to D than the reconstructions); images scored one at a time by default."""
     e, s = _pair(edited, source)
     return float(discriminator_scores(discriminator, e, batch_size).mean()
                  - discriminator_scores(discriminator, s, batch_size).mean())
@@ -278,5 +354,5 @@ METRICS: dict[str, Callable] = {
 
 __all__ = ["METRICS", "MetricError", "activation_statistics", "arc_dis", "attribute_accuracy", "box_mask",
            "component_indices", "discriminator_scores", "fid", "frechet_distance", "ifg", "lpips_distance",
-           "lpips_model", "masked_mse", "matrix_sqrt", "metric_boxes", "mse", "mse_irr", "psnr", "ssim",
-           "to_unit"]
+           "lpips_model", "masked_mse", "matrix_sqrt", "metric_boxes", "minmax_unit", "mse", "mse_irr", "psnr",
+           "ssim", "ssim_map", "gaussian_window", "to_unit"]

@@ -44,21 +44,105 @@ def test_mse_and_psnr_hand_values():
     b = torch.cat([const(0.1), const(0.3)])  # [-1, 1] differences 0.1 and 0.3
     assert M.mse(a, b, "none").tolist() == pytest.approx([0.01, 0.09])
     assert M.mse(a, b) == pytest.approx(0.05)
-    # On [0, 1] the differences are 0.05 and 0.15: MSE 0.0025 and 0.0225.
-    assert M.psnr(a, b, "none").tolist() == pytest.approx([10 * math.log10(400), 10 * math.log10(1 / 0.0225)])
-    assert M.psnr(a, b, "mean") == pytest.approx((26.0206 + 16.4782) / 2, abs=1e-3)
-    assert M.psnr(a, b) == pytest.approx(10 * math.log10(1 / 0.0125))  # official: MSE of the batch
+    # Without the min-max rescaling, on (x + 1) / 2 the differences are 0.05 and 0.15: MSE 0.0025 and 0.0225.
+    assert M.psnr(a, b, "none", minmax=False).tolist() == pytest.approx(
+        [10 * math.log10(400), 10 * math.log10(1 / 0.0225)])
+    assert M.psnr(a, b, "mean", minmax=False) == pytest.approx((26.0206 + 16.4782) / 2, abs=1e-3)
+    assert M.psnr(a, b, minmax=False) == pytest.approx(10 * math.log10(1 / 0.0125))  # MSE of the batch
     assert M.psnr(a, a) == pytest.approx(M.PSNR_MAX_DB)
     with pytest.raises(MetricError, match="equal shape"):
         M.mse(a, b[:, :, :16])
 
 
+def test_psnr_min_max_rescaling_hand_values():
+    """The release maps each image to [0, 1] and min-max rescales it (over all its channels) before PSNR."""
+    a = torch.tensor([[[[-0.5, 0.5]]]])  # (x+1)/2 = [0.25, 0.75] -> min-max [0, 1]
+    b = torch.tensor([[[[-1.0, 0.0]]]])  # (x+1)/2 = [0, 0.5]     -> min-max [0, 1]
+    assert M.psnr(a, b) == pytest.approx(M.PSNR_MAX_DB)  # identical after the rescaling
+    assert M.psnr(a, b, minmax=False) == pytest.approx(10 * math.log10(1 / 0.0625))  # 12.04 dB
+    c = torch.tensor([[[[-1.0, 1.0, 1.0]]]])  # [0, 1, 1]
+    d = torch.tensor([[[[-0.6, 0.0, 0.4]]]])  # (x+1)/2 = [0.2, 0.5, 0.7] -> [0, 0.6, 1]
+    assert M.psnr(c, d) == pytest.approx(10 * math.log10(3 / 0.16))  # MSE 0.16 / 3: 12.73 dB
+    # Over all channels of an image, not per channel: channel 2 spans [0.5, 1] of [0, 1] in total.
+    e = torch.tensor([[[[-1.0, 1.0]], [[0.0, 1.0]]]])
+    torch.testing.assert_close(M.minmax_unit(e), torch.tensor([[[[0.0, 1.0]], [[0.5, 1.0]]]], dtype=torch.float32))
+    # A batch: one value from the batch MSE; constant images (max == min) become zeros.
+    assert M.psnr(torch.cat([c, c]), torch.cat([d, c])) == pytest.approx(10 * math.log10(6 / 0.16))
+    assert torch.equal(M.minmax_unit(torch.full((1, 3, 2, 2), 0.3)), torch.zeros(1, 3, 2, 2))
+
+
+# pytorch_ssim's window: g_k = exp(-(k - 5)^2 / 4.5) / S, S = sum_k exp(-(k - 5)^2 / 4.5) = 3.7592328,
+# g_5 = 0.2660117; the centre tap of the 2-D window is g_5^2 = 0.0707622.
+SSIM_G5 = 0.26601172486179436
+
+
+def test_ssim_golden_single_pixel():
+    """1x1 images a = 1, b = 0.5, no min-max: with zero padding only the centre tap w = g_5^2 sees a
+    pixel, so mu_a = w, mu_b = w/2, var_a = w - w^2, var_b = (w - w^2)/4, cov = (w - w^2)/2 and
+    SSIM = (2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)) = 0.6442559."""
+    w = SSIM_G5 ** 2
+    assert float(M.gaussian_window()[5, 5]) == pytest.approx(w, rel=1e-12)
+    a, b = torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.5)
+    assert float(M.ssim_map(a, b)) == pytest.approx(0.6442559, abs=1e-7)
+    # Through ssim() the [-1, 1] inputs 1 and 0 map to 1 and 0.5.
+    assert M.ssim(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), minmax=False) == pytest.approx(0.6442559, abs=1e-7)
+
+
+def _ssim_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    """pytorch_ssim written out with loops: per channel and pixel, Gaussian-weighted sums over the
+    11x11 neighbourhood with zero padding (pixels outside the image contribute 0), borders kept."""
+    e = [math.exp(-(k - 5) ** 2 / 4.5) for k in range(11)]
+    g = [v / sum(e) for v in e]
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    C, H, W = a.shape
+    vals = []
+    for c in range(C):
+        for y in range(H):
+            for x in range(W):
+                m1 = m2 = s11 = s22 = s12 = 0.0
+                for dy in range(-5, 6):
+                    for dx in range(-5, 6):
+                        yy, xx = y + dy, x + dx
+                        if 0 <= yy < H and 0 <= xx < W:
+                            wt = g[dy + 5] * g[dx + 5]
+                            p, q = a[c, yy, xx], b[c, yy, xx]
+                            m1 += wt * p
+                            m2 += wt * q
+                            s11 += wt * p * p
+                            s22 += wt * q * q
+                            s12 += wt * p * q
+                s11, s22, s12 = s11 - m1 * m1, s22 - m2 * m2, s12 - m1 * m2
+                vals.append(((2 * m1 * m2 + c1) * (2 * s12 + c2)) / ((m1 * m1 + m2 * m2 + c1) * (s11 + s22 + c2)))
+    return sum(vals) / len(vals)
+
+
+def test_ssim_matches_hand_computation_with_zero_padding_and_borders():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, (2, 3, 4))
+    b = np.clip(a + rng.normal(0, 0.4, a.shape), -1, 1)
+    ta, tb = torch.from_numpy(a)[None], torch.from_numpy(b)[None]
+    ua, ub = M.minmax_unit(ta)[0].numpy(), M.minmax_unit(tb)[0].numpy()
+    assert M.ssim(ta, tb) == pytest.approx(_ssim_by_hand(ua, ub), rel=1e-10)
+    assert M.ssim(ta, tb, minmax=False) == pytest.approx(_ssim_by_hand((a + 1) / 2, (b + 1) / 2), rel=1e-10)
+    # Batches: the mean of the per-image values.
+    two = M.ssim(torch.cat([ta, tb]), torch.cat([tb, tb]), reduction="none")
+    assert two[0] == pytest.approx(M.ssim(ta, tb)) and two[1] == pytest.approx(1.0)
+    # The borders count: scikit-image (borders cropped, reflect padding) gives another value on 32-px images.
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
+    assert abs(M.ssim(x, y) - M.ssim(x, y, variant="skimage")) > 1e-3
+    with pytest.raises(MetricError, match="variant"):
+        M.ssim(x, y, variant="gaussian")
+
+
 def test_ssim_closed_form_for_constant_images():
-    # Constant images: sigma terms vanish and SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1), C1 = 0.01^2.
+    # Constant images: sigma terms vanish and SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1), C1 = 0.01^2
+    # (scikit-image variant, no min-max: the map has no border effects there).
     m1, m2 = 0.2, 0.6
     a, b = const(2 * m1 - 1), const(2 * m2 - 1)
     c1 = 0.01 ** 2
-    assert M.ssim(a, b) == pytest.approx((2 * m1 * m2 + c1) / (m1 ** 2 + m2 ** 2 + c1), rel=1e-6)
+    assert M.ssim(a, b, variant="skimage", minmax=False) == pytest.approx(
+        (2 * m1 * m2 + c1) / (m1 ** 2 + m2 ** 2 + c1), rel=1e-6)
     x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
     assert M.ssim(x, x, "none").tolist() == pytest.approx([1.0, 1.0])
     assert M.ssim(x, -x) < 0.5
@@ -311,9 +395,11 @@ def test_compare_cli_values_and_errors(tmp_path, capsys, monkeypatch):
     _write(fake, "b.jpg", 110)  # pairs by stem across formats (JPEG keeps flat colours exact)
     _write(fake, "d.png", 110)  # no counterpart
     out = tmp_path / "r.json"
-    assert main(["--real", str(real), "--fake", str(fake), "--metrics", "mse,psnr,ssim", "--json", str(out)]) == 0
+    # Flat colours: the project's earlier conventions (no min-max, scikit-image SSIM) have closed forms.
+    assert main(["--real", str(real), "--fake", str(fake), "--metrics", "mse,psnr,ssim", "--json", str(out),
+                 "--no_minmax", "--ssim_variant", "skimage"]) == 0
     res = json.loads(out.read_text())
-    assert res["pairs"] == 2
+    assert res["pairs"] == 2 and res["batch_size"] == 8 and res["conventions"]["minmax"] is False
     d = 10 / 127.5
     assert res["metrics"]["mse"] == pytest.approx(d * d, rel=1e-6)
     assert res["metrics"]["psnr"] == pytest.approx(20 * math.log10(25.5), rel=1e-6)
@@ -355,6 +441,45 @@ def test_compare_cli_values_and_errors(tmp_path, capsys, monkeypatch):
     proc = subprocess.run([sys.executable, "-m", "evaluation.compare", "--real", str(empty), "--fake", str(fake)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_compare_weights_batches_by_size_in_list_order(tmp_path):
+    """Three pairs, batch 2: batches {p0, p1} and {p2}; the release reports sum(v_b * n_b) / N."""
+    from evaluation.compare import main
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    rng = np.random.default_rng(0)
+    imgs = {}
+    for stem in ("7070", "29960", "12"):
+        a = rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8)
+        b = np.clip(a.astype(int) + rng.integers(-60, 61, a.shape), 0, 255).astype(np.uint8)
+        real.mkdir(exist_ok=True)
+        fake.mkdir(exist_ok=True)
+        Image.fromarray(a).save(real / f"{stem}.png")
+        Image.fromarray(b).save(fake / f"{stem}.png")
+        imgs[stem] = (torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                      torch.from_numpy(b).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    order = ["29960", "07070", "12"]  # a list in the release's spelling (zero-padded id included)
+    lst = tmp_path / "test.txt"
+    lst.write_text("29960.jpg\n07070\n00012\n")
+    batches = [order[:2], order[2:]]
+    expect = {}
+    for m, fn in (("mse", M.mse), ("psnr", M.psnr), ("ssim", M.ssim)):
+        vals = [fn(torch.cat([imgs[str(int(k))][0] for k in b]), torch.cat([imgs[str(int(k))][1] for k in b]))
+                for b in batches]
+        expect[m] = ((vals[0] * 2 + vals[1]) / 3, (vals[0] + vals[1]) / 2)
+    out = tmp_path / "r.json"
+    assert main(["--real", str(real), "--fake", str(fake), "--batch_size", "2", "--list", str(lst),
+                 "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["metrics"]
+    for m in expect:
+        assert got[m] == pytest.approx(expect[m][0], rel=1e-9), m
+    assert main(["--real", str(real), "--fake", str(fake), "--batch_size", "2", "--list", str(lst),
+                 "--unweighted_batches", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["metrics"]
+    for m in expect:
+        assert got[m] == pytest.approx(expect[m][1], rel=1e-9), m
+    assert expect["psnr"][0] != pytest.approx(expect["psnr"][1], rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------- benchmark
