@@ -4,12 +4,18 @@ of a per-component linear-SVM attribute boundary, ``z[:, i] += strength * n_i``.
     python attr_manipulation.py --resume CKPT --data_path INPUT [...] --attr mouth_open
     python attr_manipulation.py ... --attr Left_Eye_Closed --component l_eye --strength 3
     python attr_manipulation.py ... --attr bushy --strengths=-2.5,0,2.5,5      # a sweep
+    python attr_manipulation.py ... --attr beard --boundary_lists boundary_lists --label_img_dir CelebA-HQ-img
+    python attr_manipulation.py ... --attr beard --pos_list beard.txt --neg_list no_beard.txt --label_img_dir IMGS
 
 ``--attr``: a preset (mouth_open, beard, bushy, bags, arched, narrow_eyes, male: official attribute,
-components and strength) or any attribute of the label source (then ``--component`` and
-``--strength`` choose the edit). Positive strengths move toward faces *with* the attribute; the
-``beard`` preset follows ``No_Beard`` and therefore removes beards. Boundaries are fitted on first
-use and stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
+components and strength; every preset *adds* its attribute, ``beard`` adds a beard) or any
+attribute of the label source (then ``--component`` and ``--strength`` choose the edit). Positive
+strengths move toward faces *with* the attribute (for ``beard``: with a beard). Boundaries use the
+release's recipe (``--recipe release``: SVC(kernel='linear') on raw embeddings, 47 % / 70-30,
+seeded) unless ``--recipe standardized`` is given; they are fitted from labels (SynthFaces, or
+``--label_file``) or from positive/negative id lists (``--pos_list/--neg_list``, or
+``--boundary_lists DIR`` with a preset: the release's ``boundary_lists`` folder), on first use, and
+stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
 (``DIR/<stem>_s<strength>.png`` for a sweep); default DIR
 ``output/<checkpoint stem>/attr_<name>[_<component>]/``. With ``--align`` inputs are photos: the face is
 aligned, edited and pasted back into the photo.
@@ -17,10 +23,11 @@ aligned, edited and pasted back into the photo.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
-from editing import (PRESETS, BoundaryError, LabelSource, component_indices, component_label, default_boundary_dir,
-                     default_label_source, find_stored, get_boundary)
+from editing import (PRESETS, RECIPES, BoundaryError, LabelSource, ListLabels, component_indices, component_label,
+                     default_boundary_dir, default_label_source, find_stored, get_boundary)
 from editing.cli import (GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs,
                          open_editor, output_dir, parse_strengths, strength_tag)
 from model.boxes import COMPONENTS
@@ -55,6 +62,14 @@ def build_parser() -> ArgumentParser:
     b.add_argument("--boundary_dir", default=None,
                    help="where boundaries are stored (default: <ckpt folder>/boundaries/<ckpt stem>/)")
     b.add_argument("--refit", action="store_true", help="refit the boundary even if one is stored")
+    b.add_argument("--pos_list", default=None, metavar="FILE", help="fit from id lists: faces with the attribute "
+                   "(e.g. the release's boundary_lists/beard.txt; ids resolve against --label_img_dir)")
+    b.add_argument("--neg_list", default=None, metavar="FILE", help="faces without it (e.g. no_beard.txt)")
+    b.add_argument("--boundary_lists", default=None, metavar="DIR", help="with a preset: the release's "
+                   "boundary_lists folder; its <attr>.txt / no_<attr>.txt pair is used as --pos_list/--neg_list")
+    b.add_argument("--recipe", default="release", choices=RECIPES, help="release (default: SVC(kernel='linear') on "
+                   "raw embeddings, 47%% / 70-30) or standardized (the earlier LinearSVC on standardized embeddings)")
+    b.add_argument("--boundary_seed", type=int, default=0, help="seed of the recipe's shuffles (default 0)")
     add_common_args(p)
     return p
 
@@ -80,21 +95,44 @@ def main(argv=None) -> int:
     paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
     check_unique_stems(paths, "inputs")
 
+    pos_list, neg_list = args.pos_list, args.neg_list
+    if args.boundary_lists:
+        if preset is None or pos_list or neg_list:
+            raise UserError("--boundary_lists goes with a preset (--attr mouth_open, beard, ...) and without "
+                            "--pos_list/--neg_list")
+        pos_list = str(Path(args.boundary_lists) / f"{preset.positive_list}.txt")
+        neg_list = str(Path(args.boundary_lists) / f"{preset.negative_list}.txt")
+    if bool(pos_list) != bool(neg_list):
+        raise UserError("give both --pos_list and --neg_list")
     editor = open_editor(args)
     bdir = args.boundary_dir or default_boundary_dir(args.resume)
-    explicit = args.label_file is not None or args.label_source != "auto" or args.num_label_faces is not None
-    source: LabelSource | None = None
-    attribute = preset.attribute if preset else args.attr
-    if preset is None and (args.refit or explicit or find_stored(bdir, attribute) is None):
-        # Unknown names fail here, before any fitting, with the valid choices.
-        source = default_label_source(editor, args.label_file, args.label_img_dir, args.num_label_faces,
-                                      args.label_source)
-        try:
-            attribute = source.canonical(attribute)
-        except BoundaryError:
-            raise UserError(f"unknown attribute or preset '{args.attr}'; presets: {', '.join(PRESETS)}; attributes "
-                            f"({source.describe()['type']} labels): {', '.join(source.attribute_names)}") from None
-    spec = args.component or (preset.components if preset else default_components(attribute))
+    fit = dict(refit=args.refit, recipe=args.recipe, seed=args.boundary_seed)
+    if pos_list:
+        # A boundary from id lists points from the negative list to the positive one: +strength adds it.
+        attribute = preset.list_attribute if preset else f"{Path(pos_list).stem}_vs_{Path(neg_list).stem}"
+        source = ListLabels(pos_list, neg_list, args.label_img_dir, attribute, args.num_label_faces)
+        sign = 1
+        spec = args.component or (preset.components if preset else default_components(args.attr))
+        boundary_args = dict(source=source, explicit_source=True)
+    else:
+        explicit = args.label_file is not None or args.label_source != "auto" or args.num_label_faces is not None
+        source: LabelSource | None = None
+        attribute = preset.attribute if preset else args.attr
+        if preset is None and (args.refit or explicit or find_stored(bdir, attribute) is None):
+            # Unknown names fail here, before any fitting, with the valid choices.
+            source = default_label_source(editor, args.label_file, args.label_img_dir, args.num_label_faces,
+                                          args.label_source)
+            try:
+                attribute = source.canonical(attribute)
+            except BoundaryError:
+                raise UserError(f"unknown attribute or preset '{args.attr}'; presets: {', '.join(PRESETS)}; "
+                                f"attributes ({source.describe()['type']} labels): "
+                                f"{', '.join(source.attribute_names)}") from None
+        sign = preset.sign if preset else 1
+        spec = args.component or (preset.components if preset else default_components(attribute))
+        boundary_args = dict(explicit_source=explicit, source=source if source is not None else (
+            lambda: default_label_source(editor, args.label_file, args.label_img_dir, args.num_label_faces,
+                                         args.label_source)))
     if spec is None:
         raise UserError(f"'{attribute}' has no default components; choose them with --component "
                         "(eyes, l_eye, r_eye, nose, mouth, all)")
@@ -103,12 +141,10 @@ def main(argv=None) -> int:
         strengths = [args.strength if args.strength is not None else (preset.strength if preset else DEFAULT_STRENGTH)]
     sweep = args.strengths is not None
 
-    boundary = get_boundary(
-        editor, attribute, bdir, refit=args.refit, explicit_source=explicit,
-        source=source if source is not None else (lambda: default_label_source(
-            editor, args.label_file, args.label_img_dir, args.num_label_faces, args.label_source)))
+    boundary = get_boundary(editor, attribute, bdir, **fit, **boundary_args)
     accs = ", ".join(f"{COMPONENTS[i]} {boundary.val_accuracy[i]:.2f}" for i in idx)
-    print(f"boundary {boundary.attribute} ({boundary.source.get('type')} labels): validation accuracy {accs}",
+    print(f"boundary {boundary.attribute} ({boundary.source.get('type')} labels, {boundary.recipe} recipe): "
+          f"validation accuracy {accs}",
           file=sys.stderr)
     for i in idx:
         if boundary.val_accuracy[i] < 0.6:
@@ -123,7 +159,7 @@ def main(argv=None) -> int:
     with progress(len(paths), f"attribute {name}") as bar:
         for items, x in inputs.batches(paths, editor.batch_size):
             content, z = editor.encode(x)
-            edits = [editor.decode(content, editor.apply_direction(z, boundary, s, idx)) for s in strengths]
+            edits = [editor.decode(content, editor.apply_direction(z, boundary, sign * s, idx)) for s in strengths]
             recon = editor.decode(content, z) if args.grid else None
             for j, it in enumerate(items):
                 for s, e in zip(strengths, edits):

@@ -7,12 +7,13 @@ apply_direction), the official attribute presets and the SVM attribute boundarie
 from model.boxes import component_indices, component_label
 from utils.errors import EditingError
 
-from .boundaries import (Boundary, BoundaryError, CelebAHQLabels, LabelSource, SynthFacesLabels,
+from .boundaries import (RECIPES, Boundary, BoundaryError, CelebAHQLabels, LabelSource, ListLabels, SynthFacesLabels,
                          default_boundary_dir, default_label_source, find_stored, fit_boundary, get_boundary)
 from .editor import PRESETS, Editor, Preset
 
 __all__ = ["AlignedFace", "Boundary", "BoundaryError", "CelebAHQLabels", "EditingError", "Editor", "FaceAligner",
-           "LabelSource", "PRESETS", "Preset", "SynthFacesLabels", "component_indices", "component_label", "default_boundary_dir",
+           "LabelSource", "ListLabels", "PRESETS", "Preset", "RECIPES", "SynthFacesLabels", "component_indices",
+           "component_label", "default_boundary_dir",
            "default_label_source", "find_stored", "fit_boundary", "get_boundary"]
 
 

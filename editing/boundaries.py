@@ -2,23 +2,36 @@
 
 For an attribute, each of the four component embeddings (``l_eye, r_eye, nose, mouth``; the eyes
 separately) gets its own linear SVM separating faces with and without the attribute; its unit
-normal ``n_i`` points toward the faces *with* it, and an edit is ``z[:, i] += alpha * n_i``.
+normal ``n_i`` points toward the faces *with* it (the positive faces), and an edit is
+``z[:, i] += alpha * n_i``.
 
-Official protocol: balanced classes (at most 47% of the labelled samples on each side), a 70/30
-train/validation split, a linear SVM (here scikit-learn's ``LinearSVC``) per component. With binary
-labels there are no score "ends", so each side is a seeded random draw of ``min(#with, #without,
-0.47 N)`` faces.
+Recipes (``recipe=``, stored in the boundary's ``protocol``):
+
+- ``"release"`` (default): the release's, InterFaceGAN's recipe. Keep the first
+  ``m = min(n_pos, n_neg)`` positive and negative faces (in source order), label them 1 / 0 and sort
+  by label (positives first, stable); take ``chosen = min(int(0.47 * 2m), m)`` samples from each end,
+  shuffle each end (seeded here, ``seed``; the release does not seed) and put ``int(0.7 * chosen)`` of
+  each into training, the rest into validation; fit ``sklearn.svm.SVC(kernel='linear')`` (C = 1) on
+  the *raw* embeddings; the normal is ``coef / ||coef||`` (float32).
+- ``"standardized"``: the project's earlier fit, a ``LinearSVC`` on standardized embeddings of a
+  seeded balanced draw (min(#with, #without, 0.47 N) faces per side, 70/30); the normal is mapped
+  back to raw embedding space. Equal to the release only when every dimension has the same scale.
 
 Labels come from
 - SynthFaces (``SynthFacesLabels``): N training-split faces rendered at the model's size with their
   exact labels; the default for checkpoints trained on SynthFaces;
-- CelebA-HQ (``CelebAHQLabels``): ``CelebAMask-HQ-attribute-anno.txt`` plus the image folder.
+- CelebA-HQ (``CelebAHQLabels``): ``CelebAMask-HQ-attribute-anno.txt`` plus the image folder (the
+  file names images ``<int id>.jpg``; zero-padded files are found too);
+- id lists (``ListLabels``): a positive and a negative list of faces (the release's
+  ``boundary_lists/<attr>.txt`` and ``no_<attr>.txt``, CelebA-HQ training ids), the boundary being
+  named after the positive attribute.
 
 Storage: ``<checkpoint folder>/boundaries/<checkpoint stem>/<Attribute>.pt``, a plain dict readable
 with ``torch.load(path, weights_only=True)`` (see ``Boundary.to_dict``). The component embeddings
 of the labelled faces are cached beside them (``embeddings_<source>.pt``) so that fitting further
 attributes does not re-encode the faces. Stored boundaries are reused unless ``refit`` is asked,
-the encoder weights changed (SHA-1 fingerprint), or another label source is asked for explicitly.
+the encoder weights changed (SHA-1 fingerprint), another recipe or (explicitly) another label
+source is asked for.
 """
 from __future__ import annotations
 
@@ -46,6 +59,8 @@ from utils.image_io import load_image
 FORMAT = "iafaces-boundary/1"
 SELECT_RATIO = 0.47  # at most this share of the labelled faces on each side
 TRAIN_RATIO = 0.7  # train / validation split of the selected faces
+RECIPES = ("release", "standardized")
+DEFAULT_RECIPE = "release"
 MIN_PER_CLASS = 10  # fewer labelled faces with (or without) the attribute -> error
 DEFAULT_SYNTH_FACES = 2000
 PathLike = Union[str, os.PathLike]
@@ -73,6 +88,13 @@ class Boundary:
     source: dict
     fingerprint: str = ""
     path: Optional[str] = field(default=None, compare=False)
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> str:
+        """The fitting recipe (``release`` or ``standardized``; boundaries stored before recipes
+        were recorded were fitted with the standardized LinearSVC)."""
+        return self.protocol.get("recipe", "standardized")
 
     def decision(self, components: Tensor) -> Tensor:
         """components [B, 4, D] -> signed distances [B, 4] (positive: attribute predicted)."""
@@ -87,16 +109,19 @@ class Boundary:
             "train_accuracy": [float(a) for a in self.train_accuracy],
             "counts": {k: int(v) for k, v in self.counts.items()},
             "source": dict(self.source), "encoder_sha1": self.fingerprint,
-            "protocol": {"select_ratio": SELECT_RATIO, "train_ratio": TRAIN_RATIO, "classifier": "LinearSVC"},
+            "protocol": dict(self.protocol) or {"recipe": "standardized", "select_ratio": SELECT_RATIO,
+                                                "train_ratio": TRAIN_RATIO, "classifier": "LinearSVC"},
         }
 
     @classmethod
     def from_dict(cls, d: dict, path: Optional[str] = None) -> "Boundary":
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise BoundaryError(f"{path or 'boundary'}: not a boundary file of format {FORMAT}")
+        protocol = dict(d.get("protocol") or {})
+        protocol.setdefault("recipe", "standardized")
         return cls(d["attribute"], d["normals"].float(), d["offsets"].float(), list(d["val_accuracy"]),
                    list(d["train_accuracy"]), dict(d["counts"]), dict(d["source"]), d.get("encoder_sha1", ""),
-                   path)
+                   path, protocol)
 
     def save(self, path: PathLike) -> None:
         atomic_save(self.to_dict(), path)
@@ -114,7 +139,7 @@ class Boundary:
     def summary(self) -> str:
         acc = ", ".join(f"{c} {a:.2f}" for c, a in zip(COMPONENTS, self.val_accuracy))
         return (f"{self.attribute}: {self.counts['positive']} with / {self.counts['negative']} without, "
-                f"{self.counts['train']} train + {self.counts['val']} val; val accuracy {acc}")
+                f"{self.counts['train']} train + {self.counts['val']} val ({self.recipe} recipe); val accuracy {acc}")
 
 
 # --------------------------------------------------------------------------------------- fitting
@@ -129,41 +154,64 @@ def check_counts(labels: np.ndarray, attribute: str) -> None:
             "--num_label_faces)")
 
 
-def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray], attribute: str,
-                 source: Optional[dict] = None, fingerprint: str = "", seed: int = 0, C: float = 1.0) -> Boundary:
-    """Fit one linear SVM per component. embeddings [N, 4, D]; labels [N] (bool / 0-1 / +-1,
-    positive = attribute present)."""
-    # scikit-learn is a heavy import, needed only when a boundary is fitted.
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.svm import LinearSVC
+def release_split(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The release's (InterFaceGAN's) sample selection -> (train indices, val indices, m, chosen).
 
+    The first ``m = min(n_pos, n_neg)`` positives and negatives (source order) are kept and sorted by
+    label, positives first (stable); ``chosen = min(int(0.47 * 2m), m)`` from each end; each end is
+    shuffled with ``numpy.random.default_rng(seed)`` and its first ``int(0.7 * chosen)`` go to
+    training, the rest to validation. Indices refer to ``labels``; training holds positives then
+    negatives."""
+    y = np.asarray(labels) > 0
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    m = min(len(pos), len(neg))
+    ordered = np.concatenate([pos[:m], neg[:m]])  # sorted by label, descending, stable
+    chosen = min(int(SELECT_RATIO * 2 * m), m)
+    n_train = int(TRAIN_RATIO * chosen)
+    rng = np.random.default_rng(seed)
+    top = ordered[:chosen][rng.permutation(chosen)]
+    bottom = ordered[len(ordered) - chosen:][rng.permutation(chosen)]
+    train = np.concatenate([top[:n_train], bottom[:n_train]])
+    val = np.concatenate([top[n_train:], bottom[n_train:]])
+    return train, val, m, chosen
+
+
+def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray], attribute: str,
+                 source: Optional[dict] = None, fingerprint: str = "", seed: int = 0, C: float = 1.0,
+                 recipe: str = DEFAULT_RECIPE) -> Boundary:
+    """Fit one linear SVM per component. embeddings [N, 4, D]; labels [N] (bool / 0-1 / +-1,
+    positive = attribute present). ``recipe``: ``release`` (default; SVC(kernel='linear') on raw
+    embeddings, InterFaceGAN's 47 % / 70-30 selection, seeded) or ``standardized`` (the earlier
+    LinearSVC on standardized embeddings); see the module docstring."""
+    if recipe not in RECIPES:
+        raise BoundaryError(f"unknown boundary recipe '{recipe}'; choose from {', '.join(RECIPES)}")
     X = torch.as_tensor(embeddings).double().cpu().numpy()
     y = np.asarray(torch.as_tensor(labels).cpu().numpy()) > 0
     if X.ndim != 3 or X.shape[0] != y.shape[0]:
         raise ValueError(f"embeddings must be [N, 4, D] and labels [N], got {X.shape} and {y.shape}")
     n = len(y)
     check_counts(y, attribute)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    k = min(len(pos), len(neg), max(int(SELECT_RATIO * n), MIN_PER_CLASS))
-    rng = np.random.default_rng(seed)
-    pos, neg = rng.permutation(pos)[:k], rng.permutation(neg)[:k]
-    n_tr = int(round(TRAIN_RATIO * k))
-    n_tr = min(max(n_tr, 1), k - 1)
-    tr = np.concatenate([pos[:n_tr], neg[:n_tr]])
-    va = np.concatenate([pos[n_tr:], neg[n_tr:]])
+    if recipe == "release":
+        tr, va, m, k = release_split(y, seed)
+        protocol = {"recipe": "release", "classifier": "sklearn.svm.SVC(kernel='linear', C=%g)" % C,
+                    "embeddings": "raw", "select_ratio": SELECT_RATIO, "train_ratio": TRAIN_RATIO,
+                    "selection": "first m = min(n_pos, n_neg) of each class, chosen = min(int(0.47 * 2m), m) "
+                                 "per end, int(0.7 * chosen) per end for training", "seed": int(seed)}
+    else:
+        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+        k = min(len(pos), len(neg), max(int(SELECT_RATIO * n), MIN_PER_CLASS))
+        rng = np.random.default_rng(seed)
+        pos, neg = rng.permutation(pos)[:k], rng.permutation(neg)[:k]
+        n_tr = min(max(int(round(TRAIN_RATIO * k)), 1), k - 1)
+        tr = np.concatenate([pos[:n_tr], neg[:n_tr]])
+        va = np.concatenate([pos[n_tr:], neg[n_tr:]])
+        protocol = {"recipe": "standardized", "classifier": "sklearn.svm.LinearSVC(C=%g)" % C,
+                    "embeddings": "standardized", "select_ratio": SELECT_RATIO, "train_ratio": TRAIN_RATIO,
+                    "seed": int(seed)}
     normals, offsets, val_acc, train_acc = [], [], [], []
     for i in range(X.shape[1]):
-        # Standardize with the training statistics (C then means the same for any embedding scale)
-        # and map the hyperplane back: w.(x - mu)/sd + b = (w/sd).x + (b - w.mu/sd).
         Xi = X[:, i]
-        mu, sd = Xi[tr].mean(0), Xi[tr].std(0)
-        sd = np.where(sd > 1e-12, sd, 1.0)
-        clf = LinearSVC(C=C, dual="auto", max_iter=20000, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit((Xi[tr] - mu) / sd, y[tr])
-        w = clf.coef_[0].astype(np.float64) / sd
-        b = float(clf.intercept_[0]) - float(w @ mu)
+        w, b = _fit_component(Xi[tr], y[tr], recipe, C, seed)
         norm = float(np.linalg.norm(w))
         if not np.isfinite(norm) or norm == 0.0:
             # A degenerate embedding (e.g. constant): no direction can be derived.
@@ -172,14 +220,38 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
             val_acc.append(0.5)
             train_acc.append(0.5)
             continue
-        normals.append(w / norm)
+        unit = (w / norm).astype(np.float32) if recipe == "release" else w / norm  # the release: float32
+        normals.append(unit)
         offsets.append(b / norm)
-        val_acc.append(float(((Xi[va] @ w + b > 0) == y[va]).mean()))
+        val_acc.append(float(((Xi[va] @ w + b > 0) == y[va]).mean()) if len(va) else float("nan"))
         train_acc.append(float(((Xi[tr] @ w + b > 0) == y[tr]).mean()))
-    counts = {"labelled": n, "positive": int(y.sum()), "negative": int((~y).sum()), "per_class": k,
+    counts = {"labelled": n, "positive": int(y.sum()), "negative": int((~y).sum()), "per_class": int(k),
               "train": len(tr), "val": len(va)}
-    return Boundary(attribute, torch.from_numpy(np.stack(normals)).float(), torch.tensor(offsets).float(),
-                    val_acc, train_acc, counts, dict(source or {}), fingerprint)
+    return Boundary(attribute, torch.from_numpy(np.stack(normals).astype(np.float32)).float(),
+                    torch.tensor(offsets).float(), val_acc, train_acc, counts, dict(source or {}), fingerprint,
+                    protocol=protocol)
+
+
+def _fit_component(X: np.ndarray, y: np.ndarray, recipe: str, C: float, seed: int) -> tuple[np.ndarray, float]:
+    """(w, b) of one component's hyperplane ``w . x + b`` in raw embedding space."""
+    # scikit-learn is a heavy import, needed only when a boundary is fitted.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import SVC, LinearSVC
+
+    if recipe == "release":
+        clf = SVC(kernel="linear", C=C)
+        clf.fit(X, y.astype(np.int64))
+        return clf.coef_.reshape(-1).astype(np.float64), float(clf.intercept_[0])
+    # Standardize with the training statistics (C then means the same for any embedding scale) and
+    # map the hyperplane back: w.(x - mu)/sd + b = (w/sd).x + (b - w.mu/sd).
+    mu, sd = X.mean(0), X.std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    clf = LinearSVC(C=C, dual="auto", max_iter=20000, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((X - mu) / sd, y)
+    w = clf.coef_[0].astype(np.float64) / sd
+    return w, float(clf.intercept_[0]) - float(w @ mu)
 
 
 # ---------------------------------------------------------------------------------- label sources
@@ -295,14 +367,70 @@ class CelebAHQLabels(LabelSource):
 
 
 def _find_image(img_dir: Path, name: str) -> Optional[Path]:
+    """The image a label-file row names: ``7070.jpg`` as written, another extension, or a
+    zero-padded file (``07070.jpg``) when only that exists."""
     p = img_dir / name
     if p.is_file():
         return p
-    for ext in (".jpg", ".png", ".jpeg", ".webp"):
-        q = img_dir / (Path(name).stem + ext)
-        if q.is_file():
-            return q
+    stem = Path(name).stem
+    stems = [stem] + ([f"{int(stem):05d}"] if stem.isdigit() else [])
+    for st in stems:
+        for ext in (".jpg", ".png", ".jpeg", ".webp"):
+            q = img_dir / (st + ext)
+            if q.is_file():
+                return q
     return None
+
+
+class ListLabels(LabelSource):
+    """Faces of a positive and a negative id list (the release's ``boundary_lists``: e.g.
+    ``beard.txt`` and ``no_beard.txt``, CelebA-HQ training ids resolving to ``<int id>.jpg`` in
+    ``img_dir``). The boundary's single attribute is ``attribute`` (default: the positive list's
+    stem). Only the first ``m = min(n_pos, n_neg)`` faces of each list are used by the release's
+    recipe, so only those are kept (``num`` caps m)."""
+
+    def __init__(self, pos_list: PathLike, neg_list: PathLike, img_dir: Optional[PathLike] = None,
+                 attribute: Optional[str] = None, num: Optional[int] = None):
+        from utils.errors import ImageError
+        from utils.image_io import read_list_file
+
+        pos_list, neg_list = Path(pos_list), Path(neg_list)
+        try:
+            pos, neg = read_list_file(pos_list, img_dir), read_list_file(neg_list, img_dir)
+        except ImageError as e:
+            raise BoundaryError(str(e)) from None
+        m = min(len(pos), len(neg), num if num else len(pos) + len(neg))
+        if m < MIN_PER_CLASS:
+            raise BoundaryError(f"the lists {pos_list.name} ({len(pos)}) and {neg_list.name} ({len(neg)}) need at "
+                                f"least {MIN_PER_CLASS} faces each")
+        pos, neg = pos[:m], neg[:m]
+        missing = [p for p in pos + neg if not p.is_file()]
+        if missing:
+            raise BoundaryError(f"{len(missing)} face(s) of the lists are not in {missing[0].parent} (first: "
+                                f"{missing[0].name}); give the CelebA-HQ image folder with --label_img_dir")
+        self.attribute = attribute or pos_list.stem
+        self.attribute_names = (self.attribute,)
+        self.files = pos + neg
+        self._table = np.array([[True]] * m + [[False]] * m)
+        self.pos_list, self.neg_list, self.num = pos_list, neg_list, m
+        self.img_dir = Path(img_dir) if img_dir is not None else pos_list.parent
+        tag = hashlib.sha1(f"{pos_list.resolve()}|{neg_list.resolve()}|{self.img_dir.resolve()}|{m}".encode()
+                           ).hexdigest()[:10]
+        self.key = f"lists_{pos_list.stem}_{neg_list.stem}_n{m}_{tag}"
+
+    def describe(self) -> dict:
+        return {"type": "lists", "positive_list": str(self.pos_list.resolve()),
+                "negative_list": str(self.neg_list.resolve()), "img_dir": str(self.img_dir.resolve()),
+                "num_faces": 2 * self.num, "per_list": self.num}
+
+    def label_table(self) -> np.ndarray:
+        return self._table
+
+    def compute_embeddings(self, editor) -> Tensor:
+        out = []
+        for chunk in _progress_chunks(self.files, editor.batch_size, "encoding the listed faces"):
+            out.append(editor.encode(torch.stack([load_image(p, editor.size) for p in chunk]))[1])
+        return torch.cat(out)
 
 
 def _read_attribute_file(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -394,13 +522,16 @@ def label_embeddings(editor, source: LabelSource, boundary_dir: PathLike, refit:
 
 def get_boundary(editor, attribute: str, boundary_dir: Optional[PathLike] = None, refit: bool = False,
                  source: Union[LabelSource, Callable[[], LabelSource], None] = None, explicit_source: bool = False,
-                 log: Callable[[str], None] = _log) -> Boundary:
+                 log: Callable[[str], None] = _log, recipe: str = DEFAULT_RECIPE, seed: int = 0) -> Boundary:
     """The boundary of ``attribute`` for ``editor``'s model: loaded from ``boundary_dir`` (default
     :func:`default_boundary_dir` of the checkpoint) when stored and valid, else fitted and stored.
 
     ``source``: a LabelSource or a callable that makes one (called only when fitting); default
     :func:`default_label_source`. ``explicit_source``: the caller asked for that source, so a boundary
-    stored from another source is refitted."""
+    stored from another source is refitted. ``recipe``/``seed``: see :func:`fit_boundary`; a stored
+    boundary of another recipe is refitted."""
+    if recipe not in RECIPES:
+        raise BoundaryError(f"unknown boundary recipe '{recipe}'; choose from {', '.join(RECIPES)}")
     if boundary_dir is None:
         if not editor.checkpoint:
             raise BoundaryError("give boundary_dir when the editor has no checkpoint path")
@@ -428,6 +559,9 @@ def get_boundary(editor, attribute: str, boundary_dir: Optional[PathLike] = None
             log(f"notice: the stored boundary {stored} comes from other labels ({b.source.get('type')}); refitting")
         elif tuple(b.normals.shape) != (len(COMPONENTS), editor.comp_dim):
             log(f"notice: the stored boundary {stored} has the wrong shape; refitting")
+        elif b.recipe != recipe:
+            log(f"notice: the stored boundary {stored} was fitted with the {b.recipe} recipe; refitting with the "
+                f"{recipe} recipe")
         else:
             return b
     s = make_source()
@@ -435,7 +569,7 @@ def get_boundary(editor, attribute: str, boundary_dir: Optional[PathLike] = None
     labels = s.label_table()[:, list(s.attribute_names).index(attr)]
     check_counts(labels, attr)  # before the (slow) encoding
     z = label_embeddings(editor, s, boundary_dir, refit=refit, log=log)
-    b = fit_boundary(z, labels, attr, s.describe(), editor.fingerprint())
+    b = fit_boundary(z, labels, attr, s.describe(), editor.fingerprint(), seed=seed, recipe=recipe)
     path = boundary_path(boundary_dir, attr)
     try:
         b.save(path)

@@ -15,7 +15,8 @@ from PIL import Image
 from torch import Tensor
 
 from utils.errors import AlignError, ImageError, UserError
-from utils.image_io import make_grid, open_rgb, pil_to_tensor, resolve_inputs, save_image
+from utils.image_io import (DEFAULT_RESIZE, RESIZE_METHODS, array_to_tensor, check_resize, make_grid, read_rgb_array,
+                            resize_uint8, resolve_inputs, save_image)
 
 from .align import DETECTORS, RECIPES, AlignedFace
 from .editor import Editor
@@ -31,6 +32,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--grid", action="store_true", help="also write side-by-side sheets DIR/grid_*.png")
+    p.add_argument("--resize", default=DEFAULT_RESIZE, choices=RESIZE_METHODS,
+                   help="how inputs of another size are resized: opencv (default, the release's INTER_LINEAR) or "
+                        "antialias (PIL bicubic with antialiasing)")
     add_align_args(p)
 
 
@@ -67,21 +71,24 @@ def check_unique_stems(paths: Sequence[Path], what: str) -> None:
 
 
 class ImageLoader:
-    """Loads images as [B, 3, S, S] batches at the model size; non-RGB images are converted,
-    other sizes are resized (with one notice line on stderr for the whole run)."""
+    """Loads images as [B, 3, S, S] batches at the model size, as the release's loader: non-RGB
+    images are converted, other sizes are resized with ``resize`` (default ``opencv``: OpenCV
+    INTER_LINEAR; ``antialias``: PIL bicubic with antialiasing), with one notice line on stderr for
+    the whole run."""
 
-    def __init__(self, size: int, notice: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
-        self.size, self.notice, self.resized = size, notice, 0
+    def __init__(self, size: int, notice: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                 resize: str = DEFAULT_RESIZE):
+        self.size, self.notice, self.resized, self.resize = size, notice, 0, check_resize(resize)
 
     def load(self, path: Path) -> Tensor:
-        im = open_rgb(path)
-        if im.size != (self.size, self.size):
+        a = read_rgb_array(path)
+        if a.shape[:2] != (self.size, self.size):
             if self.resized == 0:
-                self.notice(f"notice: resizing inputs to the model's {self.size}x{self.size} px "
-                            f"(first: {path.name}, {im.size[0]}x{im.size[1]})")
+                self.notice(f"notice: resizing inputs to the model's {self.size}x{self.size} px with "
+                            f"{self.resize} (first: {path.name}, {a.shape[1]}x{a.shape[0]})")
             self.resized += 1
-            im = im.resize((self.size, self.size), Image.BICUBIC)
-        return pil_to_tensor(im)
+            a = resize_uint8(a, self.size, self.resize)
+        return array_to_tensor(a)
 
     def batch(self, paths: Sequence[Path]) -> Tensor:
         return torch.stack([self.load(p) for p in paths])
@@ -213,7 +220,7 @@ class Inputs:
         self.editor, self.align, self.out_dir, self.say = editor, bool(args.align), out_dir, say
         self.save_aligned, self.all_faces = bool(getattr(args, "save_aligned", False)), bool(args.all_faces)
         self.aligner = editor.aligner(args.align_recipe, args.detector) if self.align else None
-        self.loader = ImageLoader(editor.size)
+        self.loader = ImageLoader(editor.size, resize=getattr(args, "resize", DEFAULT_RESIZE))
         self.failed: list[Path] = []
         self.done: set[int] = set()
         self._pending: dict[tuple[int, Path], dict[int, Tensor]] = {}

@@ -38,25 +38,48 @@ PathLike = Union[str, os.PathLike]
 # ------------------------------------------------------------------------------------------ presets
 @dataclass(frozen=True)
 class Preset:
-    """An official attribute edit: the attribute whose boundary is followed, the components that
-    move, and the official strength ``alpha``."""
+    """An official attribute edit: the label attribute whose boundary is followed, the components
+    that move, the official strength ``alpha`` and which way adds the attribute.
+
+    Every official preset *adds* its attribute. ``sign`` is +1 when the label is the attribute
+    itself and -1 when the label names its absence (CelebA's and SynthFaces' ``No_Beard`` for the
+    beard edit): along a boundary fitted on the labels the edit is ``z += sign * alpha * n``.
+    ``positive_list``/``negative_list`` name the release's ``boundary_lists`` files (a boundary fitted
+    from them points from the negative to the positive list, so the edit is ``+alpha``);
+    ``inputs`` names its ``attr_lists`` file: the faces without the attribute that it edits."""
     attribute: str
     components: str
     strength: float
     note: str = ""
+    sign: int = 1
+    positive_list: str = ""
+    negative_list: str = ""
+    inputs: str = ""
+
+    def label_strength(self, strength: float) -> float:
+        """The strength along a boundary fitted on ``attribute`` labels that adds the attribute."""
+        return self.sign * float(strength)
+
+    @property
+    def list_attribute(self) -> str:
+        """The name of a boundary fitted from the preset's id lists (``beard_vs_no_beard``)."""
+        return f"{self.positive_list}_vs_{self.negative_list}"
 
 
-# Positive strengths move toward faces *with* the attribute (the SVM normal points to label +1).
-# ``beard`` follows No_Beard with +9: it removes beards (the paper's "beard removal"); use a
-# negative --strength to grow one.
+# Strengths are the release's; each preset adds its attribute (the release's boundaries point from
+# the negative list to the positive one). ``beard`` follows CelebA's No_Beard label with sign -1,
+# i.e. toward faces *with* a beard.
 PRESETS: dict[str, Preset] = {
-    "mouth_open": Preset("Mouth_Slightly_Open", "mouth", 4.0, "opens the mouth"),
-    "beard": Preset("No_Beard", "mouth", 9.0, "removes the beard (toward No_Beard)"),
-    "bushy": Preset("Bushy_Eyebrows", "eyes", 2.5, "bushier eyebrows"),
-    "bags": Preset("Bags_Under_Eyes", "eyes", 2.5, "bags under the eyes"),
-    "arched": Preset("Arched_Eyebrows", "eyes", 5.0, "arched eyebrows"),
-    "narrow_eyes": Preset("Narrow_Eyes", "eyes", 2.0, "narrower eyes"),
-    "male": Preset("Male", "all", 2.5, "more masculine"),
+    "mouth_open": Preset("Mouth_Slightly_Open", "mouth", 4.0, "opens the mouth", 1, "mouth_open", "mouth_close",
+                         "mouth_close"),
+    "beard": Preset("No_Beard", "mouth", 9.0, "adds a beard (away from No_Beard)", -1, "beard", "no_beard",
+                    "no_beard"),
+    "bushy": Preset("Bushy_Eyebrows", "eyes", 2.5, "bushier eyebrows", 1, "bushy", "no_bushy", "no_bushy"),
+    "bags": Preset("Bags_Under_Eyes", "eyes", 2.5, "bags under the eyes", 1, "bags", "no_bags", "no_bags"),
+    "arched": Preset("Arched_Eyebrows", "eyes", 5.0, "arched eyebrows", 1, "arched", "no_arched", "no_arched"),
+    "narrow_eyes": Preset("Narrow_Eyes", "eyes", 2.0, "narrower eyes", 1, "narrow_eyes", "no_narrow_eyes",
+                          "no_narrow_eyes"),
+    "male": Preset("Male", "all", 2.5, "more masculine", 1, "male", "female", "female"),
 }
 
 

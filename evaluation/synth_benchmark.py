@@ -227,7 +227,8 @@ class Benchmark:
             if attr not in self.attr_names:
                 continue
             t = time.time()
-            strength = preset.strength * self.strength_scale
+            # Along the label's boundary; every preset adds its attribute (beard: No_Beard, sign -1).
+            strength = preset.label_strength(preset.strength * self.strength_scale)
             target = strength > 0
             a = self.attr_names.index(attr)
             sel = [k for k in range(len(self.ids)) if self.labels[k, a] != target]

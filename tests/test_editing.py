@@ -167,10 +167,25 @@ def test_boundary_fit_store_reload_and_held_out_accuracy(work, capsys):
     torch.testing.assert_close(d["normals"].norm(dim=1), torch.ones(4))
     assert d["source"]["type"] == "SynthFaces" and d["source"]["num_faces"] == N_LABEL
     assert d["counts"]["labelled"] == N_LABEL and d["counts"]["val"] > 0 and len(d["val_accuracy"]) == 4
-    assert d["val_accuracy"][3] > 0.7, d["val_accuracy"]
+    # The release's recipe by default, recorded in the metadata.
+    assert d["protocol"]["recipe"] == "release" and "SVC(kernel='linear'" in d["protocol"]["classifier"]
+    assert d["protocol"]["embeddings"] == "raw" and d["protocol"]["seed"] == 0
+    assert d["val_accuracy"][3] > 0.55, d["val_accuracy"]
     assert sorted(p.name for p in out.iterdir()) == [f"face{k}.png" for k in range(4)]
+    # The beard preset *adds* a beard: it moves the mouth against the No_Beard normal, by 9.
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu", batch_size=64)
+    b = Boundary.load(path)
+    x = _read(work["faces"] / "face0.png")[None]
+    content, z = ed.encode(x)
+    want = ed.decode(content, Editor.apply_direction(z, b, -9.0, "mouth"))
+    assert np.abs(_read(out / "face0.png") - want[0]).max() <= 1 / 127.5 + 1e-6
 
-    # Held-out faces (test split) are separated clearly better than chance (balanced accuracy).
+    # The standardized LinearSVC fit stays available; held-out faces (test split) are separated
+    # clearly better than chance (balanced accuracy).
+    assert attr_manipulation.main(argv + ["--recipe", "standardized"]) == 0
+    assert "standardized recipe" in capsys.readouterr().err
+    d = torch.load(path, weights_only=True)
+    assert d["protocol"]["recipe"] == "standardized" and d["val_accuracy"][3] > 0.7, d["val_accuracy"]
     b = Boundary.load(path)
     ed = Editor.from_checkpoint(work["ckpt"], device="cpu", batch_size=64)
     held = SynthFacesLabels(SIZE, 200, 0, split="test")
@@ -181,10 +196,12 @@ def test_boundary_fit_store_reload_and_held_out_accuracy(work, capsys):
     assert bal > 0.7, float(bal)
 
     # Stored -> reused (not refitted); --refit forces a new fit.
+    argv += ["--recipe", "standardized"]
     mtime = path.stat().st_mtime_ns
     assert attr_manipulation.main(argv) == 0
     assert "fitted boundary" not in capsys.readouterr().err and path.stat().st_mtime_ns == mtime
-    assert attr_manipulation.main(argv[:-2] + ["--device", "cpu", "--attr", "No_Beard", "--strength", "-9"]) == 0
+    assert attr_manipulation.main(argv[:-4] + ["--device", "cpu", "--attr", "No_Beard", "--strength", "-9",
+                                               "--recipe", "standardized"]) == 0
     assert "fitted boundary" not in capsys.readouterr().err
     assert attr_manipulation.main(argv + ["--refit"]) == 0
     assert "fitted boundary No_Beard" in capsys.readouterr().err
@@ -339,3 +356,102 @@ def test_subprocess_exit_status_and_no_traceback(work, tmp_path):
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [l for l in bad.stderr.strip().splitlines() if l.startswith("error: ")]
     assert "corrupt.png" in bad.stderr
+
+
+# --------------------------------------------------------------------------- the release's boundaries
+def test_release_recipe_selection_and_svc_on_raw_embeddings():
+    """InterFaceGAN's recipe as the release runs it: first m = min(n_pos, n_neg) of each, chosen =
+    min(int(0.47 * 2m), m) per end, int(0.7 * chosen) per end for training, SVC(kernel='linear') on the
+    raw embeddings, normal coef / ||coef|| in float32; seeded, so it is reproducible."""
+    from sklearn.svm import SVC
+
+    from editing.boundaries import fit_boundary, release_split
+
+    rng = np.random.default_rng(0)
+    n_pos, n_neg, d = 30, 50, 6
+    scale = np.array([0.05, 0.1, 1.0, 3.0, 10.0, 30.0])  # unequal per-dimension scales
+    y = np.array([True] * n_pos + [False] * n_neg)
+    rng.shuffle(y)
+    X = rng.normal(size=(len(y), 4, d)) * scale
+    X[y, :, :] += 0.8 * scale  # separable-ish along every dimension
+    tr, va, m, chosen = release_split(y, seed=3)
+    assert (m, chosen) == (30, 28) and len(tr) == 2 * 19 and len(va) == 2 * 9  # int(0.94 * 30) = 28, int(19.6) = 19
+    first_pos, first_neg = np.flatnonzero(y)[:m], np.flatnonzero(~y)[:m]
+    assert set(tr[:19]) | set(va[:9]) <= set(first_pos[:28]) and set(tr[19:]) | set(va[9:]) <= set(first_neg[2:])
+    assert y[tr[:19]].all() and not y[tr[19:]].any()
+    b = fit_boundary(X, y, "Thing", seed=3)
+    assert b.recipe == "release" and b.protocol["seed"] == 3 and b.counts["train"] == 38 and b.counts["val"] == 18
+    for i in range(4):
+        clf = SVC(kernel="linear").fit(X[tr, i], y[tr].astype(int))
+        a = clf.coef_.reshape(-1).astype(np.float32)
+        np.testing.assert_allclose(b.normals[i].numpy(), a / np.linalg.norm(a), rtol=1e-5, atol=1e-6)
+    again = fit_boundary(X, y, "Thing", seed=3)
+    assert torch.equal(again.normals, b.normals)  # reproducible
+    # The standardized LinearSVC fit gives another direction on codes with unequal scales.
+    std = fit_boundary(X, y, "Thing", seed=3, recipe="standardized")
+    cos = (std.normals * b.normals).sum(-1)
+    assert std.recipe == "standardized" and float(cos.min()) < 0.99
+
+
+def test_presets_add_their_attribute_with_the_release_lists(reference_dir):
+    from editing import PRESETS
+
+    lists = reference_dir / "official_eval_lists"
+    assert {k: (p.components, p.strength) for k, p in PRESETS.items()} == {
+        "mouth_open": ("mouth", 4.0), "beard": ("mouth", 9.0), "bushy": ("eyes", 2.5), "bags": ("eyes", 2.5),
+        "arched": ("eyes", 5.0), "narrow_eyes": ("eyes", 2.0), "male": ("all", 2.5)}
+    for p in PRESETS.values():
+        assert (lists / "boundary_lists" / f"{p.positive_list}.txt").is_file()
+        assert (lists / "boundary_lists" / f"{p.negative_list}.txt").is_file()
+        assert (lists / "attr_lists" / f"{p.inputs}.txt").is_file()
+    beard = PRESETS["beard"]
+    assert (beard.attribute, beard.sign, beard.label_strength(9.0)) == ("No_Beard", -1, -9.0)
+    assert (beard.positive_list, beard.negative_list, beard.inputs) == ("beard", "no_beard", "no_beard")
+    assert all(p.sign == 1 for k, p in PRESETS.items() if k != "beard")
+
+
+def test_boundary_from_id_lists(work, tmp_path, capsys):
+    """--pos_list/--neg_list (and --boundary_lists with a preset): CelebA-HQ-style ids, images named
+    str(int(id)).jpg, the boundary pointing from the negative to the positive list."""
+    import attr_manipulation
+    from data_loader.synthfaces import ATTRIBUTES, attribute_vector, render, sample_factors
+    from editing import Editor
+    from editing.boundaries import Boundary
+
+    imgs, lists = tmp_path / "CelebA-HQ-img", tmp_path / "boundary_lists"
+    imgs.mkdir()
+    lists.mkdir()
+    nb = ATTRIBUTES.index("No_Beard")
+    pos, neg = [], []
+    for i in range(160):
+        f = sample_factors(0, i)
+        Image.fromarray(render(f, SIZE)).save(imgs / f"{i}.jpg")
+        (neg if attribute_vector(f)[nb] > 0.5 else pos).append(f"{i:05d}")  # zero-padded ids, as the release
+    (lists / "beard.txt").write_text("\n".join(pos) + "\n")
+    (lists / "no_beard.txt").write_text("\n".join(neg) + "\n")
+    out = tmp_path / "out"
+    argv = ["--resume", str(work["ckpt"]), "--data_path", str(work["faces"] / "face0.png"), "--attr", "beard",
+            "--boundary_lists", str(lists), "--label_img_dir", str(imgs), "--boundary_dir", str(tmp_path / "b"),
+            "--out", str(out), "--device", "cpu"]
+    assert attr_manipulation.main(argv) == 0
+    assert "fitted boundary beard_vs_no_beard" in capsys.readouterr().err
+    b = Boundary.load(tmp_path / "b" / "beard_vs_no_beard.pt")
+    m = min(len(pos), len(neg))
+    assert b.source["type"] == "lists" and b.source["per_list"] == m and b.recipe == "release"
+    assert b.counts["positive"] == b.counts["negative"] == m
+    # +9 along the list boundary (toward the positive list: a beard).
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
+    content, z = ed.encode(_read(work["faces"] / "face0.png")[None])
+    want = ed.decode(content, Editor.apply_direction(z, b, 9.0, "mouth"))
+    assert np.abs(_read(out / "face0.png") - want[0]).max() <= 1 / 127.5 + 1e-6
+    # The same with explicit --pos_list/--neg_list (a non-preset name), and a missing image named.
+    assert attr_manipulation.main(["--resume", str(work["ckpt"]), "--data_path", str(work["faces"] / "face0.png"),
+                                   "--attr", "whatever", "--component", "mouth", "--pos_list", str(lists / "beard.txt"),
+                                   "--neg_list", str(lists / "no_beard.txt"), "--label_img_dir", str(imgs),
+                                   "--boundary_dir", str(tmp_path / "b"), "--out", str(out), "--device", "cpu"]) == 0
+    assert "beard_vs_no_beard" in capsys.readouterr().err
+    (imgs / f"{int(pos[0])}.jpg").unlink()
+    assert attr_manipulation.main(argv + ["--refit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{int(pos[0])}.jpg" in err[0]
+    assert attr_manipulation.main(argv[:-2] + ["--pos_list", "x.txt"]) == 2
