@@ -5,7 +5,9 @@ chosen component embeddings from the reference, ``z_target[:, idx] = z_reference
     python component_transfer.py ... --component eyes nose mouth      # three separate transfers
 
 Components: eyes, l_eye, r_eye, nose, mouth, all, or comma-separated combinations (``eyes,nose``).
-Targets and references pair by position, or one reference serves every target. Writes
+Targets and references pair by position, or one reference serves every target;
+``--pairs TARGETS.txt REFERENCES.txt`` pairs two list files line by line, as the release's
+``test.txt`` with ``shuffled_test.txt`` (line k of one with line k of the other). Writes
 ``DIR/<target stem>.png`` (``DIR/<target stem>_<component>.png`` when several --component values
 are given); default DIR ``output/<checkpoint stem>/component_transfer/``. With ``--align`` targets and
 references are photos: both are aligned, and the output is the target photo with the edited face
@@ -26,15 +28,18 @@ from utils.errors import UserError
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="Transfer face components from reference faces to target faces.")
-    p.add_argument("--target", nargs="+", required=True, metavar="INPUT",
+    p.add_argument("--target", nargs="+", default=None, metavar="INPUT",
                    help="target images: files, folders or .txt list files (they keep their content)")
-    p.add_argument("--reference", nargs="+", required=True, metavar="INPUT",
+    p.add_argument("--reference", nargs="+", default=None, metavar="INPUT",
                    help="reference images: one per target (paired by position) or a single one for all")
     p.add_argument("--component", nargs="+", required=True, metavar="SPEC",
                    help="eyes, l_eye, r_eye, nose, mouth, all or comma-separated combinations; several "
                         "values make separate outputs <target>_<component>.png")
     p.add_argument("--data_path", nargs="+", default=None, metavar="INPUT",
                    help="alias of --target (official flag)")
+    p.add_argument("--pairs", nargs=2, default=None, metavar=("TARGET_LIST", "REFERENCE_LIST"),
+                   help="two list files paired line by line (e.g. the release's test.txt and shuffled_test.txt; "
+                        "entries resolve against --img_dir)")
     add_common_args(p)
     return p
 
@@ -51,6 +56,17 @@ def output_names(targets, references) -> list[str]:
     return names
 
 
+def list_pairs(target_list: str, reference_list: str, img_dir=None) -> tuple[list, list]:
+    """(targets, references) of two list files paired line by line (the release's test.txt and
+    shuffled_test.txt); the lists must have the same number of entries."""
+    targets = collect_inputs([target_list], img_dir, "the target list")
+    references = collect_inputs([reference_list], img_dir, "the reference list")
+    if len(targets) != len(references):
+        raise UserError(f"--pairs: {target_list} has {len(targets)} entries and {reference_list} {len(references)}; "
+                        "line k of one pairs with line k of the other, so they must be equally long")
+    return targets, references
+
+
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -61,8 +77,15 @@ def main(argv=None) -> int:
     labels = [component_label(s) for s in specs]
     if len(set(labels)) < len(labels):
         raise UserError("the same --component value is given twice")
-    targets = collect_inputs(args.target + (args.data_path or []), args.img_dir, "--target")
-    references = collect_inputs(args.reference, args.img_dir, "--reference")
+    if args.pairs:
+        if args.target or args.reference or args.data_path:
+            raise UserError("--pairs replaces --target/--reference; give one or the other")
+        targets, references = list_pairs(*args.pairs, img_dir=args.img_dir)
+    else:
+        if not (args.target or args.data_path) or not args.reference:
+            raise UserError("give --target (or --data_path) and --reference, or --pairs TARGET_LIST REFERENCE_LIST")
+        targets = collect_inputs((args.target or []) + (args.data_path or []), args.img_dir, "--target")
+        references = collect_inputs(args.reference, args.img_dir, "--reference")
     if len(references) not in (1, len(targets)):
         raise UserError(f"got {len(targets)} target(s) and {len(references)} reference(s); give one reference "
                         "per target (paired by position) or a single reference for all targets")

@@ -1,10 +1,14 @@
 """Reconstruct faces with an IA-FaceS model: ``G(E(x))`` (noise buffers, deterministic).
 
-    python reconstruction.py --resume CKPT --data_path IMG_OR_DIR_OR_LIST [...] [--out DIR] [--grid]
+    python reconstruction.py --resume CKPT --data_path IMG_OR_DIR_OR_LIST [...] [--out DIR] [--grid] [--save_real]
     python reconstruction.py --resume CKPT --data_path photo.jpg --align --out DIR   # your own photo
 
 Writes ``DIR/<input stem>.png`` per input (default DIR: ``output/<checkpoint stem>/reconstruction/``);
-with ``--align`` it is the whole photo with the reconstructed face pasted back.
+with ``--align`` it is the whole photo with the reconstructed face pasted back. ``--save_real`` also
+writes the model-size input the network saw (decoded, resized with OpenCV INTER_LINEAR; with
+``--align`` the aligned crop) as ``DIR/real/<input stem>.png``: the real images the reconstruction
+metrics compare against, as the release's ``real/`` folder
+(``python -m evaluation.compare --real DIR/real --fake DIR``).
 """
 from __future__ import annotations
 
@@ -13,12 +17,15 @@ import sys
 from editing.cli import GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs, \
     open_editor, output_dir
 from utils.cli import ArgumentParser, main_guard, progress
+from utils.image_io import save_image
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="Reconstruct faces G(E(x)) with an IA-FaceS checkpoint.")
     p.add_argument("--data_path", nargs="+", required=True, metavar="INPUT",
                    help="image files, folders of images or .txt list files")
+    p.add_argument("--save_real", action="store_true",
+                   help="also write the resized input as DIR/real/<stem>.png (the metrics' real images)")
     add_common_args(p)
     return p
 
@@ -38,6 +45,9 @@ def main(argv=None) -> int:
             y = editor.reconstruct(x)
             for it, xi, yi in zip(items, x, y):
                 inputs.save(it, yi, out / f"{it.path.stem}.png")
+                if args.save_real:
+                    tag = it.photo.tag(it.face) if it.photo is not None else ""
+                    save_image(xi, out / "real" / f"{it.path.stem}{tag}.png")
                 grid.add([xi, yi])
             count += len(items)
             bar.update(len({it.position for it in items}))

@@ -116,6 +116,57 @@ def test_reconstruction_default_out_and_list_file(work, tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["face0.png", "face1.png"]
 
 
+def test_reconstruction_saves_the_resized_real_images(work, capsys):
+    """--save_real writes the model-size input (OpenCV INTER_LINEAR) as DIR/real/<stem>.png."""
+    import cv2
+
+    import reconstruction
+
+    out = work["root"] / "recon_real"
+    assert reconstruction.main(["--resume", str(work["ckpt"]), "--data_path", str(work["faces"]), "--out", str(out),
+                                "--device", "cpu", "--save_real"]) == 0
+    assert sorted(p.name for p in (out / "real").iterdir()) == [f"face{k}.png" for k in range(4)]
+    src = np.asarray(Image.open(work["faces"] / "face2.png").convert("RGB"))  # the 48-px input
+    want = cv2.resize(src, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(np.asarray(Image.open(out / "real" / "face2.png")), want)
+    assert np.array_equal(np.asarray(Image.open(out / "real" / "face0.png")),
+                          np.asarray(Image.open(work["faces"] / "face0.png").convert("RGB")))
+    capsys.readouterr()
+
+
+def test_component_transfer_pairs_two_lists_line_by_line(work, tmp_path, reference_dir, capsys):
+    """--pairs test.txt shuffled_test.txt: line k of one with line k of the other (the release's lists)."""
+    import component_transfer
+    from editing import Editor
+
+    official = reference_dir / "official_eval_lists" / "celebahq-lists"
+    t_all = official.joinpath("test.txt").read_text().split()
+    r_all = official.joinpath("shuffled_test.txt").read_text().split()
+    assert len(t_all) == len(r_all) == 3000 and (t_all[0], r_all[0]) == ("29960.jpg", "5062.jpg")
+    imgs = tmp_path / "img"
+    imgs.mkdir()
+    faces = sorted(work["faces"].glob("face*.png"))
+    for k, name in enumerate(t_all[:3] + r_all[:3]):  # the first three pairs of the release's lists
+        Image.open(faces[k % 4]).convert("RGB").resize((SIZE, SIZE)).save(imgs / name)
+    tl, rl = tmp_path / "test.txt", tmp_path / "shuffled_test.txt"
+    tl.write_text("\n".join(t_all[:3]) + "\n")
+    rl.write_text("\n".join(r_all[:3]) + "\n")
+    out = tmp_path / "out"
+    assert component_transfer.main(["--resume", str(work["ckpt"]), "--pairs", str(tl), str(rl), "--img_dir",
+                                    str(imgs), "--component", "mouth", "--out", str(out), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n[:-4]}.png" for n in t_all[:3])
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu")
+    for t, r in zip(t_all[:3], r_all[:3]):
+        c, z = ed.encode(_read(imgs / t)[None])
+        want = ed.decode(c, Editor.transfer(z, ed.encode(_read(imgs / r)[None])[1], "mouth"))[0]
+        assert (_read(out / f"{t[:-4]}.png") - want).abs().max() <= 1.01 / 127.5
+    rl.write_text("\n".join(r_all[:2]) + "\n")
+    capsys.readouterr()
+    assert component_transfer.main(["--resume", str(work["ckpt"]), "--pairs", str(tl), str(rl), "--img_dir",
+                                    str(imgs), "--component", "mouth", "--out", str(out), "--device", "cpu"]) == 2
+    assert "equally long" in capsys.readouterr().err
+
+
 def test_component_transfer_script(work, capsys):
     import component_transfer
     from editing import Editor
