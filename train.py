@@ -2,6 +2,8 @@
 
     python train.py -c configs/synthfaces.json
     python train.py -r saved/models/<exp_id>/<run>/latest.pth          # exact resume
+    python train.py -r iafaces-celebahq.pth --epochs 220                 # continue a released checkpoint
+    python train.py -r iafaces-celebahq.pth --finetune -c my_config.json # fine-tune a released checkpoint
     torchrun --nproc_per_node 4 train.py -c configs/iafaces-celebahq-256.json
 
 A plain run uses every visible GPU (one process each; CUDA_VISIBLE_DEVICES narrows it); under
@@ -33,7 +35,10 @@ from utils.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train IA-FaceS (encoder, generator, discriminator).")
     p.add_argument("-c", "--config", help="JSON config (e.g. configs/synthfaces.json)")
-    p.add_argument("-r", "--resume", help="checkpoint to resume exactly (its config is used unless -c is given)")
+    p.add_argument("-r", "--resume", help="checkpoint to resume exactly (its config is used unless -c is given), "
+                   "or a released IA-FaceS checkpoint to continue (its epoch, optimizers) or fine-tune (--finetune)")
+    p.add_argument("--finetune", action="store_true", help="with a released checkpoint: start from its weights "
+                   "(E, G, D, EMA) with fresh optimizers and counters at 0")
     p.add_argument("--bz", type=int, help="batch size per process")
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--iters", type=int, help="stop after this many iterations in total")
@@ -44,21 +49,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(args) -> tuple[TrainConfig, Optional[dict]]:
-    payload = None
+def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
+    """(config, checkpoint payload or None, "project" | "official" | "")."""
+    from model.checkpoint import model_config_from_official
+    from trainer.released import config_from_release
+
+    payload, source = None, ""
     if args.resume:
         payload, source = read_checkpoint(args.resume)
-        if source != "project" or "optimizer_G" not in payload:
+        if source == "project" and "optimizer_G" not in payload:
             raise UserError(f"{args.resume} holds no training state to resume (only checkpoints written by "
-                            "train.py can be resumed); use it with the editing scripts instead")
+                            "train.py and released IA-FaceS checkpoints can be resumed); use it with the editing "
+                            "scripts instead")
+    if args.finetune and source != "official":
+        raise UserError("--finetune goes with a released checkpoint (-r released.pth)")
     if args.config:
         cfg = load_config(args.config)
+    elif source == "official":
+        mapped, dropped = config_from_release(payload["config"])
+        cfg = parse_config(mapped, f"{args.resume} (released config, mapped)")
+        if dropped:
+            print(f"notice: entries of the released config not used here: {', '.join(dropped)}", file=sys.stderr)
     elif payload is not None:
         cfg = parse_config(payload["config"], f"{args.resume} (stored config)")
     else:
         raise UserError("give a config with -c CONFIG (e.g. configs/synthfaces.json) or a checkpoint with -r")
-    if payload is not None and cfg.model_config().to_dict() != payload["model_config"]:
+    if source == "project" and cfg.model_config().to_dict() != payload["model_config"]:
         raise UserError(f"the model in {args.config} differs from the one in {args.resume}; resume without -c")
+    if source == "official":
+        theirs = model_config_from_official(payload["config"]).to_dict()
+        ours = cfg.model_config().to_dict()
+        for d in (theirs, ours):  # the CAM box placement is an option, not part of the weights' shapes
+            d["generator"].pop("cam_placement", None)
+            d["generator"].pop("train_noise", None)
+        if theirs != ours:
+            raise UserError(f"the model in {args.config} differs from the released one in {args.resume}")
     t, dl = cfg.trainer, cfg.data_loader
     for value, obj, name in ((args.bz, dl, "batch_size"), (args.epochs, t, "epochs"), (args.iters, t, "iters"),
                              (args.save_dir, t, "save_dir"), (args.seed, cfg, "seed")):
@@ -66,18 +91,22 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict]]:
             setattr(obj, name, value)
     if dl.batch_size < 1 or (t.iters is not None and t.iters < 0) or t.epochs < 1:
         raise UserError("--bz and --epochs must be positive and --iters non-negative")
-    return cfg, payload
+    if source == "official" and not args.finetune and isinstance(payload.get("epoch"), (int, float)) \
+            and t.epochs <= payload["epoch"]:
+        raise UserError(f"{args.resume} ends at epoch {payload['epoch']}; continue it with --epochs N > "
+                        f"{payload['epoch']}, or start from its weights with --finetune")
+    return cfg, payload, source
 
 
 def run_dirs(cfg: TrainConfig, payload: Optional[dict], run_id: str) -> tuple[Path, Path]:
-    if payload is not None and payload.get("run_dir"):
+    if payload is not None and isinstance(payload.get("run_dir"), str):
         return Path(payload["run_dir"]), Path(payload["log_dir"])
     root = Path(cfg.trainer.save_dir)
     return root / "models" / cfg.exp_id / run_id, root / "log" / cfg.exp_id / run_id
 
 
 def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Optional[dict], run_id: str,
-           device_type: str, launched: bool) -> dict:
+           device_type: str, launched: bool, source: str = "project") -> dict:
     """One training process (rank = local_rank for single-machine spawns)."""
     if world_size > 1:
         if launched:
@@ -101,7 +130,10 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
     train_set = build_dataset(cfg.data_set, "train")
     val_set = build_dataset(cfg.data_set, "val")
     run_dir, log_dir = run_dirs(cfg, payload, run_id)
-    trainer = IAFacesTrainer(cfg, train_set, val_set, run_dir, log_dir, device, info, payload)
+    official = source == "official"
+    trainer = IAFacesTrainer(cfg, train_set, val_set, run_dir, log_dir, device, info,
+                             resume=None if official else payload, released=payload if official else None,
+                             finetune=args.finetune)
     try:
         result = trainer.train()
     finally:
@@ -122,7 +154,7 @@ def _free_port() -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg, payload = resolve_config(args)
+        cfg, payload, source = resolve_config(args)
         device = resolve_device(args.device)
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -130,15 +162,16 @@ def main(argv=None) -> int:
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # under torchrun
         world = int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", 0))
-        worker(local, world, args, cfg, payload, run_id, device.type, launched=True)
+        worker(local, world, args, cfg, payload, run_id, device.type, launched=True, source=source)
         return 0
     n_gpu = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_gpu > 1 and device.index is None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        torch.multiprocessing.spawn(worker, args=(n_gpu, args, cfg, payload, run_id, "cuda", False), nprocs=n_gpu)
+        torch.multiprocessing.spawn(worker, args=(n_gpu, args, cfg, payload, run_id, "cuda", False, source),
+                                    nprocs=n_gpu)
         return 0
-    worker(device.index or 0, 1, args, cfg, payload, run_id, device.type, launched=False)
+    worker(device.index or 0, 1, args, cfg, payload, run_id, device.type, launched=False, source=source)
     return 0
 
 

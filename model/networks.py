@@ -144,7 +144,10 @@ class Generator(nn.Module):
                     for b in bufs]
         raise ValueError(f"noise mode must be 'const' or 'random', got {mode!r}")
 
-    def forward(self, content: Tensor, components: Tensor, noise_mode: str = "const") -> Tensor:
+    def forward(self, content: Tensor, components: Tensor, noise_mode: str = "const",
+                noise: Optional[list] = None) -> Tensor:
+        """``noise_mode``: ``const`` (the noise buffers) or ``random`` (fresh noise); ``noise``: an
+        explicit list of ``num_noises`` tensors ``[B or 1, 1, r, r]`` instead (overrides the mode)."""
         cfg = self.cfg
         B = content.shape[0]
         if tuple(content.shape[1:]) != (cfg.content_channels, cfg.content_size, cfg.content_size):
@@ -154,7 +157,10 @@ class Generator(nn.Module):
             raise ValueError(f"components must have shape [{B}, {cfg.n_components}, {cfg.comp_dim}], "
                              f"got {list(components.shape)}")
         style = components.reshape(B, -1)
-        noise = self.noise_list(B, noise_mode, content)
+        if noise is None:
+            noise = self.noise_list(B, noise_mode, content)
+        elif len(noise) != cfg.num_noises:
+            raise ValueError(f"noise must be a list of {cfg.num_noises} tensors, got {len(noise)}")
         owner = (lambda j: getattr(self, f"cam_owner_{j}")) if cfg.cam else (lambda j: None)
         x = self.conv1(content, style, components, noise[0], owner(0))
         skip = self.to_rgb1(x, style)

@@ -1,5 +1,6 @@
 """Training: configs, exact resume, atomic checkpoints, LPIPS loading, two-process DDP."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -195,17 +196,165 @@ def test_training_with_random_lpips_backbone(tmp_path):
     assert torch.load(tmp_path / "s/models/tiny/r/latest.pth", weights_only=True)["iteration"] == 2
 
 
+# ------------------------------------------------------------------------------- section 6 details
+def _tiny_trainer(tmp_path, **overrides):
+    from data_loader.registry import build_dataset
+    from trainer.iafaces_trainer import IAFacesTrainer
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(write_config(tmp_path, **overrides))
+    return IAFacesTrainer(cfg, build_dataset(cfg.data_set, "train"), build_dataset(cfg.data_set, "val"),
+                          tmp_path / "run", tmp_path / "log", torch.device("cpu"))
+
+
+def test_ema_models_built_separately_and_r1_phase(tmp_path):
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "d_reg_every": 4})
+    # EMA parameters start equal to E and G; the EMA generator has its own noise buffers.
+    for a, b in ((tr.e_ema, tr.E), (tr.g_ema, tr.G)):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        assert a is not b
+    assert not torch.equal(tr.g_ema.noises.noise_0, tr.G.noises.noise_0)
+    # Lazy R1: the counter is increased before the step, so R1 runs at iterations 4, 8, ... (1-based).
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    ran = []
+    for it in range(8):
+        tr.iteration = it
+        ran.append("r1" in tr.train_step(batch))
+    assert [i + 1 for i, r in enumerate(ran) if r] == [4, 8]
+
+
+def test_validation_noise_is_the_model_default(tmp_path):
+    torch.manual_seed(0)
+    def noisy(tr):  # fresh generators ignore noise (strengths start at 0)
+        with torch.no_grad():
+            for name, p in tr.g_ema.named_parameters():
+                if name.endswith("noise.strength"):
+                    p.fill_(0.5)
+        return tr
+
+    cam = noisy(_tiny_trainer(tmp_path / "cam"))  # iafaces_cam: trained (and validated) with random noise
+    assert cam.model_config.generator.train_noise == "random" and cam.val_noise == "random"
+    a, b = cam.validate(), cam.validate()
+    assert a == b  # per-image seeded noise: the same every epoch
+    torch.manual_seed(0)
+    const = noisy(_tiny_trainer(tmp_path / "const", trainer={**TINY["trainer"], "val_noise": "const"}))
+    assert const.val_noise == "const" and const.validate()["avg_mse"] != a["avg_mse"]
+    with pytest.raises(ConfigError, match="val_noise"):
+        parse_config({**TINY, "trainer": {"val_noise": "fixed"}})
+    # The official IA-FaceS-256 trains and validates with the noise buffers; CAM-256 with random noise.
+    for name, mode in (("iafaces-celebahq-256", "const"), ("iafaces_cam-celebahq-256", "random")):
+        assert load_config(ROOT / "configs" / f"{name}.json").model_config().generator.train_noise == mode
+
+
 # ------------------------------------------------------------------------------------------ DDP
 def test_two_process_training_with_gloo(tmp_path):
+    """2 gloo processes: EMA copies identical on both ranks after DDP's broadcast (rank 1 validates
+    half of the images with its own copies) and validation identical to a single process."""
+    from data_loader.registry import build_dataset
+    from trainer.iafaces_trainer import IAFacesTrainer
+
     cfg = write_config(tmp_path, trainer={**TINY["trainer"], "verbosity": 1})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "train.py"), "-c", str(cfg), "--iters", "4", "--device", "cpu", "--save_dir",
+           str(ROOT / "train.py"), "-c", str(cfg), "--iters", "3", "--device", "cpu", "--save_dir",
            str(tmp_path / "ddp"), "--run_id", "r"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(tmp_path / "ddp/models/tiny/r/latest.pth", weights_only=True)
-    assert state["iteration"] == 4
+    assert state["iteration"] == 3
     assert "world size 2" in proc.stdout + proc.stderr
-    # 24 training images, 2 ranks x batch 4 -> 3 steps per epoch: 4 iterations end in epoch 1.
-    assert state["epoch"] == 1
+    # 24 training images, 2 ranks x batch 4 -> 3 steps per epoch: validation ran at iteration 3.
+    assert state["epoch"] == 1 and math.isfinite(state["monitor_best"])
+    # One process, the same EMA weights: the same validation MSE, exactly.
+    tcfg = load_config(cfg)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = IAFacesTrainer(tcfg, build_dataset(tcfg.data_set, "train"), build_dataset(tcfg.data_set, "val"),
+                             tmp_path / "one", tmp_path / "one_log", torch.device("cpu"))
+        one.e_ema.load_state_dict(state["e_ema"])
+        one.g_ema.load_state_dict(state["g_ema"])
+        assert one.validate()["avg_mse"] == state["monitor_best"]
+    finally:
+        torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- released checkpoints
+def _released_from_project(ckpt: Path, out: Path, epoch: int) -> dict:
+    """A released-format file (the release's keys and layouts) holding a project checkpoint's state."""
+    from model import build_networks
+    from model.config import ModelConfig
+    from model.convert import own_to_official
+    from trainer.released import optimizer_state_to_release
+
+    st = torch.load(ckpt, weights_only=True)
+    mcfg = ModelConfig.from_dict(st["model_config"])
+    E, G, D = build_networks(mcfg)
+    e_ema, g_ema, _ = build_networks(mcfg, discriminator=False)
+    for net, key in ((E, "encoder"), (G, "generator"), (D, "discriminator"), (e_ema, "e_ema"), (g_ema, "g_ema")):
+        net.load_state_dict(st[key])
+    config = {**st["config"], "world_size": 2, "distributed": True, "local_rank": 0, "global_rank": 0}
+    config["trainer"] = {k: v for k, v in config["trainer"].items() if k != "lr_schedulers"}  # the release has none
+    payload = {"epoch": epoch, "iteration": 12345, "avg_mse": 0.5, "config": config,
+               "state_dict_E": own_to_official(E), "state_dict_G": own_to_official(G),
+               "state_dict_D": own_to_official(D), "e_ema": own_to_official(e_ema), "g_ema": own_to_official(g_ema),
+               "optimizer_G": optimizer_state_to_release(st["optimizer_G"], [E, G]),
+               "optimizer_D": optimizer_state_to_release(st["optimizer_D"], [D])}
+    torch.save(payload, out)
+    return {"st": st, "nets": (E, G, D)}
+
+
+def test_train_from_a_released_checkpoint(tmp_path, reference_dir, capsys):
+    from trainer.released import optimizer_state_from_release
+
+    cfg = write_config(tmp_path)
+    assert run_train(["-c", str(cfg), "--iters", "3", "--device", "cpu", "--save_dir", "s", "--run_id", "a"],
+                     tmp_path) == 0
+    released = tmp_path / "released.pth"
+    info = _released_from_project(tmp_path / "s/models/tiny/a/latest.pth", released, epoch=1)
+    st, (E, G, D) = info["st"], info["nets"]
+    # Optimizer moments survive the official order/shape round trip.
+    back = optimizer_state_from_release(torch.load(released, weights_only=True)["optimizer_G"], [E, G])
+    for k, v in st["optimizer_G"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(back["state"][k][name], v[name])
+    # Continue: weights, EMA, optimizers and the epoch counter from the file; config mapped.
+    from data_loader.registry import build_dataset
+    from model.checkpoint import read_checkpoint
+    from trainer.iafaces_trainer import IAFacesTrainer
+
+    payload, source = read_checkpoint(released)
+    tcfg = load_config(cfg)
+    tr = IAFacesTrainer(tcfg, build_dataset(tcfg.data_set, "train"), build_dataset(tcfg.data_set, "val"),
+                        tmp_path / "t", tmp_path / "tl", torch.device("cpu"), released=payload)
+    assert source == "official" and (tr.epoch, tr.iteration, tr.monitor_best) == (1, 6, 0.5)
+    for part, net in (("e_ema", tr.e_ema), ("g_ema", tr.g_ema), ("encoder", tr.E), ("discriminator", tr.D)):
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, st[part][k]), (part, k)
+    for opt, key in ((tr.opt_G, "optimizer_G"), (tr.opt_D, "optimizer_D")):
+        got = opt.state_dict()["state"]
+        for k, v in st[key]["state"].items():
+            assert torch.equal(got[k]["exp_avg_sq"], v["exp_avg_sq"]), (key, k)
+    capsys.readouterr()
+    assert run_train(["-r", str(released), "--epochs", "2", "--iters", "7", "--device", "cpu", "--save_dir", "c",
+                      "--run_id", "c"], tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "world_size" in err  # the launcher entries of the released config are named as dropped
+    cont = torch.load(tmp_path / "c/models/tiny/c/latest.pth", weights_only=True)
+    assert cont["epoch"] == 1 and cont["iteration"] == 6 + 1  # from the end of epoch 1 (6 steps here), one step
+    assert cont["config"]["trainer"]["lr_schedulers"] == "ignore"
+    assert not torch.equal(cont["generator"]["convs.0.conv.weight"], st["generator"]["convs.0.conv.weight"])
+    # Fine-tune: the weights only, counters at 0.
+    assert run_train(["-r", str(released), "--finetune", "--iters", "1", "--device", "cpu", "--save_dir", "f",
+                      "--run_id", "f"], tmp_path) == 0
+    ft = torch.load(tmp_path / "f/models/tiny/f/latest.pth", weights_only=True)
+    assert ft["iteration"] == 1 and ft["epoch"] == 0
+    # Nothing left to continue, and the format sample (tiny tensors) fail with one line each.
+    for argv, msg in ((["-r", str(released), "--epochs", "1"], "--epochs N > 1"),
+                      (["-r", str(reference_dir / "official_checkpoint_format_sample.pth"), "--finetune",
+                        "--device", "cpu", "--save_dir", "x"], "")):
+        capsys.readouterr()
+        assert run_train(argv, tmp_path) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("error:") and msg in lines[-1]

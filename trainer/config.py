@@ -84,10 +84,17 @@ class TrainerConfig:
     # "apply": step each listed scheduler once per epoch.
     lr_schedulers: str = "apply"
     amp: str = "none"
+    # Noise of the EMA generator in validation: "default" (the model's training default, as the
+    # release: the noise buffers for IA-FaceS-256, random noise for CAM-256, the 1024-px models and
+    # the scalable architectures; random noise is drawn per validation image from the seed, so it
+    # is the same at every epoch and for any number of processes), "const" or "random".
+    val_noise: str = "default"
 
     def __post_init__(self):
         if self.lr_schedulers not in ("ignore", "apply"):
             raise ConfigError("trainer.lr_schedulers must be 'ignore' or 'apply'")
+        if self.val_noise not in ("default", "const", "random"):
+            raise ConfigError("trainer.val_noise must be 'default', 'const' or 'random'")
         if self.amp not in ("none", "bf16"):
             raise ConfigError("trainer.amp must be 'none' or 'bf16'")
         if self.monitor not in ("off",) and (len(self.monitor.split()) != 2 or

@@ -3,7 +3,6 @@ EMA of encoder and generator, two Adam optimizers."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import math
 from pathlib import Path
@@ -30,6 +29,34 @@ def _unwrap(m: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
+def copy_parameters(target: nn.Module, source: nn.Module) -> None:
+    """Set ``target``'s parameters from ``source`` (same architecture); buffers are kept."""
+    for pt, ps in zip(target.parameters(), source.parameters()):
+        pt.copy_(ps.detach())
+
+
+@torch.no_grad()
+def broadcast_states(modules, buffers_only: bool) -> None:
+    """Broadcast rank 0's buffers (and parameters unless ``buffers_only``) to every rank."""
+    for m in modules:
+        tensors = list(m.buffers()) if buffers_only else list(m.parameters()) + list(m.buffers())
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+
+def validation_noise(generator: nn.Module, indices, seed: int, device, dtype=torch.float32) -> list:
+    """Random noise maps for validation samples ``indices``: sample i always gets the same maps
+    (drawn from a generator seeded with ``seed`` and i), so validation does not depend on batching
+    or on the number of processes."""
+    shapes = [tuple(getattr(generator.noises, f"noise_{j}").shape[-2:]) for j in range(generator.cfg.num_noises)]
+    per = []
+    for i in indices:
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i))
+        per.append([torch.randn(1, 1, *hw, generator=g) for hw in shapes])
+    return [torch.cat([p[j] for p in per]).to(device=device, dtype=dtype) for j in range(len(shapes))]
+
+
+@torch.no_grad()
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
     """``target = decay * target + (1 - decay) * source`` over parameters (buffers untouched)."""
     for pt, ps in zip(target.parameters(), source.parameters()):
@@ -38,22 +65,35 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
 
 class IAFacesTrainer(BaseTrainer):
     def __init__(self, cfg: TrainConfig, train_set, val_set, run_dir: Path, log_dir: Path,
-                 device: torch.device, dist_info: Optional[DistInfo] = None, resume: Optional[dict] = None):
+                 device: torch.device, dist_info: Optional[DistInfo] = None, resume: Optional[dict] = None,
+                 released: Optional[dict] = None, finetune: bool = False):
         dist_info = dist_info or DistInfo()
         super().__init__(cfg, run_dir, log_dir, device, dist_info, resume)
         self.model_config = cfg.model_config()
         E, G, D = build_networks(self.model_config)
         self.E, self.G, self.D = E.to(device), G.to(device), D.to(device)
-        self.e_ema = copy.deepcopy(self.E).eval().requires_grad_(False)
-        self.g_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # The EMA models are built separately, as the release: their own random init and their own
+        # noise buffers (the ones saved in the checkpoint), then their parameters are set from E, G.
+        e_ema, g_ema, _ = build_networks(self.model_config, discriminator=False)
+        self.e_ema = e_ema.to(device).eval().requires_grad_(False)
+        self.g_ema = g_ema.to(device).eval().requires_grad_(False)
+        if released is not None:
+            self._load_released_networks(released)
+        else:
+            copy_parameters(self.e_ema, self.E)
+            copy_parameters(self.g_ema, self.G)
         if dist_info.enabled:
             ids = [device.index] if device.type == "cuda" else None
-            # Buffers (noise, FIR kernels) are identical on every rank: no need to sync them.
+            # DDP broadcasts rank 0's parameters when it wraps a module; buffers are not synced in
+            # forward passes (the noise buffers are fixed), so they are broadcast once below.
             no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
                        inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False})
             self.E_train = DDP(self.E, device_ids=ids, **no_sync)
             self.G_train = DDP(self.G, device_ids=ids, **no_sync)
             self.D_train = DDP(self.D, device_ids=ids, **no_sync)
+            # After the broadcast: every rank holds rank 0's networks, EMA copies included.
+            broadcast_states([self.E, self.G, self.D], buffers_only=True)
+            broadcast_states([self.e_ema, self.g_ema], buffers_only=False)
         else:
             self.E_train, self.G_train, self.D_train = self.E, self.G, self.D
         L, O = cfg.loss, cfg
@@ -84,7 +124,13 @@ class IAFacesTrainer(BaseTrainer):
         self.train_set = AugmentedDataset(limit(train_set, dl.num_samples), cfg.seed, dl.flip_p, masks.p,
                                           mask_width=masks.width, mask_canvas=masks.canvas)
         self.val_set = PlainDataset(limit(val_set, dl.num_val_samples))
+        vn = cfg.trainer.val_noise
+        self.val_noise = self.model_config.generator.train_noise if vn == "default" else vn
         self._vis_batch = None
+        self._released = None
+        if released is not None:
+            self._released = (released, finetune)
+            self._load_released_optimizers(released, finetune)
 
     # -- data -------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -119,8 +165,9 @@ class IAFacesTrainer(BaseTrainer):
         logs["loss_d"] = loss_d.item()
         logs["real_score"] = real_pred.mean().item()
         logs["fake_score"] = fake_pred.mean().item()
-        # 2. Lazy R1 every d_reg_every iterations (counted from 0, as the official loop).
-        if L.r1 > 0 and self.iteration % L.d_reg_every == 0:
+        # 2. Lazy R1 every d_reg_every iterations; the release increases its counter before the
+        # step, so R1 runs at iterations 16, 32, ... (1-based).
+        if L.r1 > 0 and (self.iteration + 1) % L.d_reg_every == 0:
             xr = x.detach().requires_grad_(True)
             real_pred = self.D_train(xr)
             r1 = r1_penalty(real_pred, xr)
@@ -163,19 +210,25 @@ class IAFacesTrainer(BaseTrainer):
     # -- validation and pictures ------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """MSE (on [-1, 1]) and PSNR of the EMA models on the validation images (rank-sharded)."""
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.val_set, range(self.dist.rank, len(self.val_set), self.dist.world_size)),
-            batch_size=max(self.batch_size, 8), num_workers=0)
-        for batch in loader:
-            x = batch["image"].to(self.device)
-            y = self.g_ema(*self.e_ema(x), noise_mode="const")
-            total[0] += (y.double() - x.double()).square().mean(dim=(1, 2, 3)).sum()
-            total[1] += x.shape[0]
+        """MSE (on [-1, 1]) and PSNR of the EMA models on the validation images, with each model's
+        default noise (``trainer.val_noise``): the noise buffers, or random noise drawn per sample
+        (:func:`validation_noise`). The images are split into batches of the loader's batch size
+        that the ranks take in turn; per-image errors are gathered exactly and summed with
+        ``math.fsum``, so the result does not depend on the number of processes."""
+        n = len(self.val_set)
+        bs = max(1, self.batch_size)
+        batches = [list(range(b, min(b + bs, n))) for b in range(0, n, bs)]
+        per = torch.zeros(n, dtype=torch.float64, device=self.device)
+        for idx in batches[self.dist.rank::self.dist.world_size]:
+            x = torch.stack([self.val_set[i]["image"] for i in idx]).to(self.device)
+            content, comps = self.e_ema(x)
+            noise = (validation_noise(self.g_ema, idx, self.cfg.seed, self.device, x.dtype)
+                     if self.val_noise == "random" else None)
+            y = self.g_ema(content, comps, noise_mode="const", noise=noise)
+            per[idx] = (y.double() - x.double()).square().mean(dim=(1, 2, 3))
         if self.dist.enabled:
-            dist.all_reduce(total)
-        mse = (total[0] / total[1].clamp(min=1)).item()
+            dist.all_reduce(per)  # each entry is set on one rank only: exact
+        mse = math.fsum(per.cpu().tolist()) / max(n, 1)
         return {"avg_mse": mse, "psnr": 10 * math.log10(4.0 / max(mse, 1e-12))}
 
     @torch.no_grad()
@@ -191,6 +244,56 @@ class IAFacesTrainer(BaseTrainer):
         save_image(grid, out)
         if self.writer is not None:
             self.writer.add_image("samples/input_masked_reconstruction", (grid + 1) / 2, self.iteration)
+
+    # -- released checkpoints ---------------------------------------------------------------
+    def _load_released_networks(self, payload: dict) -> None:
+        """E, G, D and the EMA copies from a released checkpoint (``state_dict_E/G`` fall back to
+        the EMA weights, a missing D keeps its fresh initialisation)."""
+        from model.convert import ConversionError, load_official_state_dict
+        from utils.errors import CheckpointError
+
+        try:
+            load_official_state_dict(self.e_ema, payload["e_ema"], "released checkpoint: e_ema")
+            load_official_state_dict(self.g_ema, payload["g_ema"], "released checkpoint: g_ema")
+            load_official_state_dict(self.E, payload.get("state_dict_E", payload["e_ema"]),
+                                     "released checkpoint: state_dict_E")
+            load_official_state_dict(self.G, payload.get("state_dict_G", payload["g_ema"]),
+                                     "released checkpoint: state_dict_G")
+            if "state_dict_D" in payload:
+                load_official_state_dict(self.D, payload["state_dict_D"], "released checkpoint: state_dict_D")
+        except ConversionError as e:
+            raise CheckpointError(str(e)) from None
+        missing = [k for k in ("state_dict_E", "state_dict_G", "state_dict_D") if k not in payload]
+        if missing:
+            self.logger.info(f"the released checkpoint has no {', '.join(missing)}: E/G start from the EMA weights, "
+                             "D from a fresh initialisation")
+
+    def _load_released_optimizers(self, payload: dict, finetune: bool) -> None:
+        """Continue (default): optimizer states where the file has ones that fit, epoch counter and
+        best validation MSE from the file; fine-tune: weights only, counters at 0."""
+        from .released import optimizer_state_from_release
+
+        if finetune:
+            self.logger.info("fine-tuning a released checkpoint: its weights, fresh optimizers, counters at 0")
+            return
+        for key, opt, nets in (("optimizer_G", self.opt_G, [self.E, self.G]), ("optimizer_D", self.opt_D, [self.D])):
+            state = payload.get(key)
+            mapped = optimizer_state_from_release(state, nets) if isinstance(state, dict) else None
+            if mapped is None:
+                self.logger.info(f"{key} of the released checkpoint {'is absent' if state is None else 'does not fit'};"
+                                 " it starts fresh")
+                continue
+            for group in mapped["param_groups"]:  # the project's learning rates and betas apply
+                group.update({k: v for k, v in opt.param_groups[0].items() if k != "params"})
+            opt.load_state_dict(mapped)
+        epoch = payload.get("epoch")
+        self.epoch = int(epoch) if isinstance(epoch, (int, float)) else 0
+        self.iteration = self.epoch * self.steps_per_epoch()
+        if isinstance(payload.get("avg_mse"), (int, float)) and self.monitor_mode == "min" \
+                and self.monitor_metric == "avg_mse":
+            self.monitor_best = float(payload["avg_mse"])
+        self.logger.info(f"continuing a released checkpoint at epoch {self.epoch} (its iteration "
+                         f"{payload.get('iteration')}; counted here as {self.iteration})")
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
