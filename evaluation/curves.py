@@ -17,6 +17,15 @@ of *adding* a beard is ``1 - count / N`` (last published step: 13 -> 0.987); for
 ``count / N`` (bushy: 994 -> 0.994); :data:`COUNTED_LABEL_IS_TARGET` holds the rule. ``--run``
 points to a run's own data in the same layout (``DIR/<attr>/...`` or ``DIR/<method>/<attr>/...``),
 written with :func:`write_curve_data`; it is drawn beside the published curves.
+
+A run's own data (``--compute``): a preset's edit at ``--steps`` strengths ``alpha * k / steps``
+(k = 1..steps) on the given faces; per step the classifier's count of the label the release counts
+(the preset's label, e.g. ``No_Beard`` for the beard edit), MSE_irr between the reconstruction and the
+edit (the preset's component boxes zeroed) and IFG (images scored one at a time by the checkpoint's
+own discriminator, or ``--discriminator``)::
+
+    python -m evaluation.curves --compute --resume CKPT --data_path faces/ --attr beard bushy \
+        --classifier saved/classifiers/synthfaces_64.pt --run output/curves_run
 """
 from __future__ import annotations
 
@@ -140,6 +149,65 @@ def plot_curves(curves_by_attr: dict[str, list[Curve]], out) -> Path:
     return out
 
 
+def compute_curve(editor, images, boundary, preset, classifier, discriminator=None, steps: int = 10,
+                  max_strength: Optional[float] = None) -> tuple[list[int], list[float], list[float]]:
+    """A run's curve for ``preset`` (an ``editing.Preset``) on ``images`` [N, 3, S, S]:
+    per step k = 1..steps the edit ``z += sign * alpha * k / steps * n`` on the preset's components,
+    then (classifier count of the preset's label, MSE_irr, IFG or NaN without a discriminator)."""
+    import torch
+
+    from evaluation.metrics import ifg, mse_irr
+
+    alpha = preset.strength if max_strength is None else float(max_strength)
+    content, z = editor.encode(images)
+    recon = editor.decode(content, z)
+    names = [a.lower() for a in classifier.attribute_names]
+    if preset.attribute.lower() not in names:
+        raise UserError(f"the classifier has no '{preset.attribute}' label (it has {', '.join(classifier.attribute_names)})")
+    col = names.index(preset.attribute.lower())
+    counts, irr, gaps = [], [], []
+    for k in range(1, steps + 1):
+        s = preset.label_strength(alpha * k / steps)
+        edited = editor.decode(content, editor.apply_direction(z, boundary, s, preset.components))
+        counts.append(int(torch.as_tensor(classifier.predict(edited)).bool()[:, col].sum()))
+        irr.append(float(mse_irr(recon, edited, preset.components)))
+        gaps.append(float(ifg(discriminator, edited, recon)) if discriminator is not None else float("nan"))
+    return counts, irr, gaps
+
+
+def _compute(args) -> None:
+    from editing import PRESETS, Editor, get_boundary
+    from editing.cli import ImageLoader, collect_inputs
+    from model.checkpoint import load_models
+
+    from .attr_classifier import load_classifier
+    from .discriminators import load_discriminator
+
+    if not args.resume or not args.data_path or not args.classifier or not args.run:
+        raise UserError("--compute needs --resume CKPT, --data_path INPUT, --classifier PATH and --run DIR")
+    editor = Editor.from_checkpoint(args.resume, args.device)
+    paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
+    images = ImageLoader(editor.size, notice=lambda m: None).batch(paths)
+    clf = load_classifier(args.classifier, editor.device)
+    if args.discriminator:
+        D = load_discriminator(args.discriminator, editor.device)
+    else:
+        try:
+            D = load_models(args.resume, editor.device, discriminator=True).discriminator
+        except UserError:
+            D = None
+            print("notice: the checkpoint holds no discriminator and no --discriminator was given: IFG is NaN",
+                  file=sys.stderr)
+    for attr in args.attr:
+        preset = PRESETS.get(attr)
+        if preset is None:
+            raise UserError(f"--compute takes presets ({', '.join(PRESETS)}), got '{attr}'")
+        boundary = get_boundary(editor, preset.attribute)
+        counts, irr, gaps = compute_curve(editor, images, boundary, preset, clf, D, args.steps)
+        write_curve_data(Path(args.run) / attr, counts, irr, gaps)
+    print(f"wrote curve data of {len(paths)} faces to {args.run}", file=sys.stderr)
+
+
 def build_parser():
     p = ArgumentParser(description="Accuracy against MSE_irr and IFG over edit steps: published curves beside a run's.")
     p.add_argument("--published", default=None, metavar="DIR",
@@ -151,12 +219,27 @@ def build_parser():
                    help="faces per step that acc.txt counts out of (default 1000)")
     p.add_argument("--run_num_faces", type=int, default=None, help="the same for --run (default --num_faces)")
     p.add_argument("--out", default="curves.png", help="figure file (default curves.png)")
+    c = p.add_argument_group("--compute: a run's own curve data, written to --run")
+    c.add_argument("--compute", action="store_true", help="edit --data_path faces with the presets --attr at "
+                   "--steps strengths and write the curve data to --run before plotting")
+    c.add_argument("--resume", default=None, metavar="CKPT", help="checkpoint (own or released)")
+    c.add_argument("--data_path", nargs="+", default=None, metavar="INPUT", help="faces: files, folders, lists")
+    c.add_argument("--img_dir", default=None, help="folder that list entries resolve against")
+    c.add_argument("--classifier", default=None, metavar="PATH", help="attribute classifier "
+                   "(python -m evaluation.attr_classifier)")
+    c.add_argument("--discriminator", default=None, metavar="PATH", help="for IFG (default: the checkpoint's D)")
+    c.add_argument("--steps", type=int, default=10, help="edit steps (default 10)")
+    c.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
 
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compute:
+        if args.steps < 1:
+            raise UserError("--steps must be positive")
+        _compute(args)
     if not args.published and not args.run:
         raise UserError("give --published DIR and/or --run DIR")
     if args.num_faces < 1 or (args.run_num_faces is not None and args.run_num_faces < 1):

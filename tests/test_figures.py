@@ -96,3 +96,43 @@ def test_curves_cli_plots_a_run_beside_the_published(tmp_path, capsys):
     assert main(["--published", str(CURVES), "--run", str(tmp_path / "run"), "--attr", "beard",
                  "--out", str(out)]) == 2  # the run has no beard curve
     assert main(["--attr", "beard"]) == 2
+
+
+def test_compute_curve_with_a_tiny_model():
+    import torch
+
+    from editing import PRESETS, Editor
+    from editing.boundaries import Boundary
+    from evaluation.curves import compute_curve
+    from evaluation.metrics import mse_irr
+    from model import build_networks
+    from model.config import build_model_config
+
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces", encoder={"size": 32, "channel": 8, "channel_max": 32, "content_channels": 32,
+                                                 "comp_dim": 16}, generator={"channel_base": 512, "channel_max": 32})
+    E, G, _ = build_networks(cfg, discriminator=False)
+    ed = Editor(E, G, torch.device("cpu"))
+    n = torch.nn.functional.normalize(torch.randn(4, 16), dim=1)
+    b = Boundary("No_Beard", n, torch.zeros(4), [1.0] * 4, [1.0] * 4, {}, {})
+
+    class Clf:  # "No_Beard" when the image is bright
+        attribute_names = ("Smiling", "No_Beard")
+
+        def predict(self, x):
+            m = x.mean((1, 2, 3))
+            return torch.stack([m > 9, m > float(m.median())], 1)
+
+    class D(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((1, 2, 3))[:, None]
+
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    preset = PRESETS["beard"]
+    counts, irr, gaps = compute_curve(ed, x, b, preset, Clf(), D(), steps=3)
+    assert len(counts) == len(irr) == len(gaps) == 3 and all(0 <= c <= 5 for c in counts)
+    content, z = ed.encode(x)
+    recon = ed.decode(content, z)
+    last = ed.decode(content, Editor.apply_direction(z, b, -9.0, "mouth"))  # beard: against No_Beard, alpha 9
+    assert irr[-1] == pytest.approx(mse_irr(recon, last, "mouth"))
+    assert gaps[-1] == pytest.approx(float((last.mean((1, 2, 3)) - recon.mean((1, 2, 3))).mean()), abs=1e-6)
