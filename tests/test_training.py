@@ -358,3 +358,27 @@ def test_train_from_a_released_checkpoint(tmp_path, reference_dir, capsys):
         assert run_train(argv, tmp_path) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert lines[-1].startswith("error:") and msg in lines[-1]
+
+
+def test_training_on_celebahq_named_as_the_release(tmp_path):
+    """CelebA-HQ layout as released: zero-padded ids in the lists, images named str(int(id)).jpg
+    (the project used to open 07070.jpg and stop mid-epoch); flips before the OpenCV resize and hole
+    masks on the 256-px canvas at this small size."""
+    from data_loader.synthfaces import render, sample_factors
+    from PIL import Image
+
+    imgs, lists = tmp_path / "CelebA-HQ-img", tmp_path / "celebahq-lists"
+    imgs.mkdir()
+    lists.mkdir()
+    ids = [7070, 12, 29960, 5, 300, 41, 8, 1000, 77, 6]
+    for k, i in enumerate(ids):
+        Image.fromarray(render(sample_factors(0, k), 48)).save(imgs / f"{i}.jpg")
+    (lists / "train.txt").write_text("\n".join(f"{i:05d}" for i in ids[:8]) + "\n")
+    (lists / "val.txt").write_text("\n".join(f"{i:05d}" for i in ids[8:]) + "\n")
+    ds = {"type": "CelebAHQDataset", "args": {"data_dir": str(lists), "image_dir": str(imgs), "image_size": 32,
+                                              "train_overlap": "official"}}
+    cfg = write_config(tmp_path, data_set=ds, data_loader={**TINY["data_loader"], "mask_p": 1.0})
+    assert run_train(["-c", str(cfg), "--iters", "2", "--device", "cpu", "--save_dir", "s", "--run_id", "r"],
+                     tmp_path) == 0
+    state = torch.load(tmp_path / "s/models/tiny/r/latest.pth", weights_only=True)
+    assert state["iteration"] == 2 and state["epoch"] == 1  # 8 images / batch 4: the epoch ran through
