@@ -209,19 +209,20 @@ def _tiny_trainer(tmp_path, **overrides):
 
 def test_ema_models_built_separately_and_r1_phase(tmp_path):
     torch.manual_seed(0)
-    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "d_reg_every": 4})
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "d_reg_every": 3})
     # EMA parameters start equal to E and G; the EMA generator has its own noise buffers.
     for a, b in ((tr.e_ema, tr.E), (tr.g_ema, tr.G)):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
         assert a is not b
     assert not torch.equal(tr.g_ema.noises.noise_0, tr.G.noises.noise_0)
-    # Lazy R1: the counter is increased before the step, so R1 runs at iterations 4, 8, ... (1-based).
+    # Lazy R1: the counter is increased before the step, so R1 runs at iterations 3, 6, ... (1-based;
+    # 16, 32, ... with the official d_reg_every = 16), never at the first one.
     batch = next(iter(tr.epoch_batches(0, 0)))
     ran = []
-    for it in range(8):
+    for it in range(4):
         tr.iteration = it
         ran.append("r1" in tr.train_step(batch))
-    assert [i + 1 for i, r in enumerate(ran) if r] == [4, 8]
+    assert [i + 1 for i, r in enumerate(ran) if r] == [3]
 
 
 def test_validation_noise_is_the_model_default(tmp_path):
