@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"utils": 0, "model": 1, "data_loader": 2, "editing": 3, "trainer": 3, "evaluation": 4}
-SCRIPTS = {"train", "reconstruction", "component_transfer", "attr_manipulation"}
+SCRIPTS = {"train", "reconstruction", "component_transfer", "attr_manipulation", "app"}
 SCRIPT_LAYER = 5
 
 
