@@ -17,6 +17,7 @@ from .boxes import COMPONENTS, check_boxes_nonempty
 
 CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
+CONTENT_INPUTS = ("image", "outside_components")
 
 
 def _is_pow2(n: int) -> bool:
@@ -36,9 +37,12 @@ class EncoderConfig:
     content_channels: int = 512
     comp_dim: int = 256
     component_channels: Optional[int] = None
+    content_input: str = "image"
 
     def __post_init__(self):
         check_types(self, "encoder")
+        if self.content_input not in CONTENT_INPUTS:
+            raise ConfigError(f"encoder.content_input must be one of {CONTENT_INPUTS}, got {self.content_input!r}")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"encoder.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.feat_size) or self.feat_size > self.size // 2:

@@ -56,12 +56,23 @@ class Encoder(nn.Module):
         self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
         if dims[0] != dims[1]:
             raise ValueError("eye boxes differ in size; they must share one projection")
+        if cfg.content_input == "outside_components":
+            keep = torch.ones(1, 1, cfg.size, cfg.size)
+            for x0, y0, x1, y1 in boxes_at(cfg.size):
+                keep[:, :, y0:y1, x0:x1] = 0
+            self.register_buffer("content_keep", keep, persistent=False)
+        else:
+            self.content_keep = None
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)
         xm = x if mask is None else x * mask
         feat = self.trunk(xm)
-        content = self.content_head(feat)
+        if self.content_keep is None:
+            content = self.content_head(feat)
+        else:
+            # The content branch never sees the component boxes: their look must come from the embeddings.
+            content = self.content_head(self.trunk(xm * self.content_keep.to(xm.dtype)))
         if self.component_head is not None:
             # Official 1024-px design: components come from the unmasked image.
             comp_feat = self.component_head(feat if mask is None else self.trunk(x))

@@ -48,6 +48,8 @@ class LossConfig:
     l1_loss_weight: float = 1.0
     d_reg_every: int = 16
     r1: float = 10.0
+    # The adversarial terms (and the D step) start after this many iterations (0: from the start).
+    gan_start: int = 0
     # LPIPS backbone: "pretrained" (torchvision VGG16 weights, local file required) or "random"
     # (tests only). ``lpips_vgg_weights`` points to a local vgg16 state_dict file.
     lpips_backbone: str = "pretrained"

@@ -111,7 +111,7 @@ class IAFacesTrainer(BaseTrainer):
                            if L.p_loss_weight > 0 else None)
         self.ema_decay = 0.5 ** (32 / (cfg.trainer.ema_half_life_kimg * 1000))
         self.noise_mode = self.model_config.generator.train_noise
-        self.amp = cfg.trainer.amp == "bf16" and device.type == "cuda"
+        self.amp = cfg.trainer.amp == "bf16"
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
         from data_loader.masks import mask_settings
@@ -144,7 +144,7 @@ class IAFacesTrainer(BaseTrainer):
     # -- one iteration ----------------------------------------------------------------------
     def _autocast(self):
         if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self, batch) -> dict:
@@ -152,6 +152,36 @@ class IAFacesTrainer(BaseTrainer):
         x = batch["image"].to(self.device, non_blocking=True)
         mask = batch["mask"].to(self.device, non_blocking=True)
         logs = {}
+        use_gan = L.g_loss_weight > 0 and self.iteration >= L.gan_start
+        if use_gan:
+            self._d_step(x, mask, logs)
+        # 3. G step (E and G together; D frozen and used without its DDP wrapper).
+        self.D.requires_grad_(False)
+        with self._autocast():
+            fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
+            adv = g_nonsaturating_loss(self.D(fake).float()) if use_gan else fake.new_zeros(())
+        l1 = (fake - x).abs().mean()
+        loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
+        logs["l1"], logs["g_adv"] = l1.item(), adv.item()
+        if self.perceptual is not None:
+            p = self.perceptual(fake, x)
+            loss_g = loss_g + L.p_loss_weight * p
+            logs["lpips"] = p.item()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        logs["loss_g"] = loss_g.item()
+        # 4. EMA.
+        ema_update(self.e_ema, self.E, self.ema_decay)
+        ema_update(self.g_ema, self.G, self.ema_decay)
+        if self._vis_batch is None:
+            n = self.cfg.trainer.vis_img_num
+            self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
+        return logs
+
+    def _d_step(self, x, mask, logs) -> None:
+        L = self.cfg.loss
         # 1. D step (E, G frozen).
         with torch.no_grad(), self._autocast():
             fake = self.G(*self.E(x, mask), noise_mode=self.noise_mode)
@@ -175,30 +205,6 @@ class IAFacesTrainer(BaseTrainer):
             (L.r1 / 2 * r1 * L.d_reg_every + 0 * real_pred[0, 0]).backward()
             self.opt_D.step()
             logs["r1"] = r1.item()
-        # 3. G step (E and G together; D frozen and used without its DDP wrapper).
-        self.D.requires_grad_(False)
-        with self._autocast():
-            fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
-            adv = g_nonsaturating_loss(self.D(fake).float())
-        l1 = (fake - x).abs().mean()
-        loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
-        logs["l1"], logs["g_adv"] = l1.item(), adv.item()
-        if self.perceptual is not None:
-            p = self.perceptual(fake, x)
-            loss_g = loss_g + L.p_loss_weight * p
-            logs["lpips"] = p.item()
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        self.D.requires_grad_(True)
-        logs["loss_g"] = loss_g.item()
-        # 4. EMA.
-        ema_update(self.e_ema, self.E, self.ema_decay)
-        ema_update(self.g_ema, self.G, self.ema_decay)
-        if self._vis_batch is None:
-            n = self.cfg.trainer.vis_img_num
-            self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
-        return logs
 
     def on_epoch_end(self) -> None:
         for sched in self.schedulers.values():
