@@ -17,7 +17,7 @@ from .boxes import COMPONENTS, check_boxes_nonempty
 
 CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
-CONTENT_INPUTS = ("image", "outside_components")
+CONTENT_INPUTS = ("image", "outside_components", "fill_components")
 
 
 def _is_pow2(n: int) -> bool:

@@ -56,23 +56,17 @@ class Encoder(nn.Module):
         self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
         if dims[0] != dims[1]:
             raise ValueError("eye boxes differ in size; they must share one projection")
-        if cfg.content_input == "outside_components":
-            keep = torch.ones(1, 1, cfg.size, cfg.size)
-            for x0, y0, x1, y1 in boxes_at(cfg.size):
-                keep[:, :, y0:y1, x0:x1] = 0
-            self.register_buffer("content_keep", keep, persistent=False)
-        else:
-            self.content_keep = None
+        # content_input: what the content branch sees of the component boxes (see EncoderConfig).
+        self.content_boxes = boxes_at(cfg.size) if cfg.content_input != "image" else None
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)
         xm = x if mask is None else x * mask
         feat = self.trunk(xm)
-        if self.content_keep is None:
+        if self.content_boxes is None:
             content = self.content_head(feat)
         else:
-            # The content branch never sees the component boxes: their look must come from the embeddings.
-            content = self.content_head(self.trunk(xm * self.content_keep.to(xm.dtype)))
+            content = self.content_head(self.trunk(self.content_view(xm)))
         if self.component_head is not None:
             # Official 1024-px design: components come from the unmasked image.
             comp_feat = self.component_head(feat if mask is None else self.trunk(x))
@@ -83,6 +77,23 @@ class Encoder(nn.Module):
             crop = comp_feat[:, :, y0:y1, x0:x1].reshape(x.shape[0], -1)
             comps.append(self.component_fc[max(0, i - 1)](crop))
         return content, torch.stack(comps, dim=1)
+
+    def content_view(self, x: Tensor) -> Tensor:
+        """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)
+        or filled with the mean colour of the one-pixel ring around it (``fill_components``), so
+        that the look of a component can only reach the decoder through its embedding."""
+        x = x.clone()
+        S = x.shape[-1]
+        for x0, y0, x1, y1 in self.content_boxes:
+            if self.cfg.content_input == "outside_components":
+                x[:, :, y0:y1, x0:x1] = 0
+                continue
+            a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+            ring = torch.ones(b1 - b0, a1 - a0, dtype=x.dtype, device=x.device)
+            ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
+            mean = (x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1)
+            x[:, :, y0:y1, x0:x1] = mean[:, :, None, None]
+        return x
 
     def official_entries(self) -> Iterator[Entry]:
         for i, layer in enumerate(self.trunk):

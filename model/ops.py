@@ -90,5 +90,5 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     """
     B, N, C = h.shape
     table = torch.cat([h, h.new_ones(B, 1, C)], dim=1)  # [B, N+1, C]
-    m = table.index_select(1, owner.flatten())  # [B, H*W, C]
-    return m.transpose(1, 2).reshape(B, C, *owner.shape)
+    onehot = torch.nn.functional.one_hot(owner.flatten(), N + 1).to(table.dtype)  # [H*W, N+1]
+    return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)

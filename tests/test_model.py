@@ -1,4 +1,5 @@
 """Core networks: parity with the official implementation, ops, configs, checkpoints."""
+import dataclasses
 import json
 import re
 import sys
@@ -346,3 +347,46 @@ def test_official_export_roundtrip(tmp_path, official_layout):
     assert again.source == "official"
     for a, b in zip(again.generator.state_dict().values(), G.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["fill_components", "outside_components"])
+def test_content_branch_does_not_see_the_components(mode):
+    """With content_input != image, a face and its copy with another mouth (SynthFaces changes
+    only pixels inside the mouth box) share their content tensor exactly; only the mouth
+    embedding tells them apart."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model import build_model_config
+    from model.networks import Encoder
+
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces_cam", encoder={"size": 32, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                                     "content_channels": 32, "comp_dim": 16, "content_input": mode},
+                             generator={"channel_base": 512, "channel_max": 32})
+    E = Encoder(cfg.encoder).eval()
+    a, b = sf.sample_factors(0, 3), sf.sample_factors(0, 4)
+    x = render_batch([a, sf.transfer(a, b, "mouth")], 32)
+    assert not torch.equal(x[0], x[1])
+    with torch.no_grad():
+        content, comps = E(x)
+    assert torch.equal(content[0], content[1])
+    assert not torch.allclose(comps[0, 3], comps[1, 3])
+    view = E.content_view(x)
+    x0, y0, x1, y1 = boxes_at(32)[3]
+    inside = view[:, :, y0:y1, x0:x1]
+    assert torch.equal(inside, inside[:, :, :1, :1].expand_as(inside))  # one colour per box
+    if mode == "outside_components":
+        assert inside.abs().max() == 0
+    # The image-fed encoder (the official design) does see the mouth in its content tensor.
+    cfg_img = build_model_config("iafaces_cam", encoder={**dataclasses.asdict(cfg.encoder), "content_input": "image"},
+                                 generator={"channel_base": 512, "channel_max": 32})
+    E_img = Encoder(cfg_img.encoder).eval()
+    with torch.no_grad():
+        c_img, _ = E_img(x)
+    assert not torch.equal(c_img[0], c_img[1])
+
+
+def test_unknown_content_input_is_rejected():
+    from model import build_model_config
+    with pytest.raises(ConfigError, match="content_input"):
+        build_model_config("iafaces", encoder={"size": 64, "content_input": "everything"})

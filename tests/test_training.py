@@ -383,3 +383,31 @@ def test_training_on_celebahq_named_as_the_release(tmp_path):
                      tmp_path) == 0
     state = torch.load(tmp_path / "s/models/tiny/r/latest.pth", weights_only=True)
     assert state["iteration"] == 2 and state["epoch"] == 1  # 8 images / batch 4: the epoch ran through
+
+
+def test_gan_start_skips_the_discriminator_until_then(tmp_path):
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "g_loss_weight": 0.1, "gan_start": 2})
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    d0 = [p.detach().clone() for p in tr.D.parameters()]
+    for it in range(2):
+        tr.iteration = it
+        logs = tr.train_step(batch)
+        assert "loss_d" not in logs and logs["g_adv"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+    tr.iteration = 2
+    logs = tr.train_step(batch)
+    assert "loss_d" in logs and logs["g_adv"] != 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, trainer={**TINY["trainer"], "amp": "bf16"})
+    assert tr.amp
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    g0 = [p.detach().clone() for p in tr.G.parameters()]
+    tr.iteration = 0
+    logs = tr.train_step(batch)
+    assert all(math.isfinite(v) for v in logs.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, tr.G.parameters()))
