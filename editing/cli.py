@@ -19,7 +19,7 @@ from utils.image_io import (DEFAULT_RESIZE, RESIZE_METHODS, array_to_tensor, che
                             resize_uint8, resolve_inputs, save_image)
 
 from .align import DETECTORS, RECIPES, AlignedFace
-from .editor import Editor
+from .editor import PRECISIONS, Editor
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -32,6 +32,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--grid", action="store_true", help="also write side-by-side sheets DIR/grid_*.png")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (default, exact) or bf16 (autocast + channels-last: faster on AVX512-BF16 CPUs and GPUs)")
     p.add_argument("--resize", default=DEFAULT_RESIZE, choices=RESIZE_METHODS,
                    help="how inputs of another size are resized: opencv (default, the release's INTER_LINEAR) or "
                         "antialias (PIL bicubic with antialiasing)")
@@ -41,7 +43,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 def open_editor(args) -> Editor:
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
-    return Editor.from_checkpoint(args.resume, args.device, args.batch_size)
+    return Editor.from_checkpoint(args.resume, args.device, args.batch_size, args.precision)
 
 
 def output_dir(args, task: str) -> Path:

@@ -15,6 +15,8 @@ in the order ``l_eye, r_eye, nose, mouth``.
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import os
 from dataclasses import dataclass
@@ -83,16 +85,28 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 # ------------------------------------------------------------------------------------------- editor
 class Editor:
     """Encoder + generator of one checkpoint, in eval mode, for batched editing without gradients.
 
     ``encode``/``decode`` accept tensors on any device, run in chunks of ``batch_size`` on
-    ``device`` and return float32 CPU tensors."""
+    ``device`` and return float32 CPU tensors. ``precision``: ``fp32`` (default, exact) or ``bf16``
+    (autocast and channels-last memory: about 2x faster on CPUs with AVX512-BF16 and on GPUs;
+    outputs differ from fp32 by about 1 % of the image range)."""
 
     def __init__(self, encoder: torch.nn.Module, generator: torch.nn.Module, device: torch.device,
-                 batch_size: int = 8, checkpoint: Optional[str] = None, config: Optional[dict] = None):
+                 batch_size: int = 8, checkpoint: Optional[str] = None, config: Optional[dict] = None,
+                 precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise EditingError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.encoder, self.generator, self.device = encoder.eval(), generator.eval(), torch.device(device)
+        self.precision = precision
+        if precision == "bf16":
+            self.encoder.to(memory_format=torch.channels_last)
+            self.generator.to(memory_format=torch.channels_last)
         self.batch_size = max(1, int(batch_size))
         self.checkpoint = checkpoint
         self.config = dict(config or {})  # the checkpoint's training configuration
@@ -100,7 +114,7 @@ class Editor:
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "auto",
-                        batch_size: int = 8) -> "Editor":
+                        batch_size: int = 8, precision: str = "fp32") -> "Editor":
         """Load any checkpoint (the project's own or a released one) with its EMA networks;
         ``device``: ``auto``, ``cpu``, ``cuda[:N]`` or a torch.device."""
         path = Path(path)
@@ -108,7 +122,7 @@ class Editor:
             raise EditingError(f"checkpoint not found: {path}")
         dev = resolve_device(device)
         m = load_models(path, device=dev)
-        return cls(m.encoder, m.generator, m.device, batch_size, str(path), m.config)
+        return cls(m.encoder, m.generator, m.device, batch_size, str(path), m.config, precision)
 
     # ---- properties
     @property
@@ -139,7 +153,15 @@ class Editor:
     def _chunks(self, *tensors: Tensor) -> Iterator[tuple[Tensor, ...]]:
         n = tensors[0].shape[0]
         for i in range(0, n, self.batch_size):
-            yield tuple(t[i:i + self.batch_size].to(self.device, torch.float32) for t in tensors)
+            chunk = tuple(t[i:i + self.batch_size].to(self.device, torch.float32) for t in tensors)
+            if self.precision == "bf16":
+                chunk = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in chunk)
+            yield chunk
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,7 +172,8 @@ class Editor:
             raise EditingError(f"images must have shape [B, 3, {self.size}, {self.size}], got {list(images.shape)}")
         cs, zs = [], []
         for (x,) in self._chunks(images):
-            c, z = self.encoder(x)
+            with self._autocast():
+                c, z = self.encoder(x)
             cs.append(c.float().cpu())
             zs.append(z.float().cpu())
         return torch.cat(cs), torch.cat(zs)
@@ -162,8 +185,10 @@ class Editor:
         if content.shape[0] != components.shape[0]:
             raise EditingError(f"content and components batch sizes differ ({content.shape[0]} vs "
                                f"{components.shape[0]})")
-        out = [self.generator(c, z, noise_mode="const").clamp(-1, 1).float().cpu()
-               for c, z in self._chunks(content, components)]
+        out = []
+        for c, z in self._chunks(content, components):
+            with self._autocast():
+                out.append(self.generator(c, z, noise_mode="const").float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
     def reconstruct(self, images: Tensor) -> Tensor:

@@ -86,6 +86,8 @@ class TrainerConfig:
     # "apply": step each listed scheduler once per epoch.
     lr_schedulers: str = "apply"
     amp: str = "none"
+    # channels-last memory for the networks and batches (faster convolutions with bf16 on CPU and GPU).
+    channels_last: bool = False
     # Noise of the EMA generator in validation: "default" (the model's training default, as the
     # release: the noise buffers for IA-FaceS-256, random noise for CAM-256, the 1024-px models and
     # the scalable architectures; random noise is drawn per validation image from the seed, so it

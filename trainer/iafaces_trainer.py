@@ -72,6 +72,10 @@ class IAFacesTrainer(BaseTrainer):
         self.model_config = cfg.model_config()
         E, G, D = build_networks(self.model_config)
         self.E, self.G, self.D = E.to(device), G.to(device), D.to(device)
+        self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+        if cfg.trainer.channels_last:
+            for m in (self.E, self.G, self.D):
+                m.to(memory_format=torch.channels_last)
         # The EMA models are built separately, as the release: their own random init and their own
         # noise buffers (the ones saved in the checkpoint), then their parameters are set from E, G.
         e_ema, g_ema, _ = build_networks(self.model_config, discriminator=False)
@@ -149,7 +153,7 @@ class IAFacesTrainer(BaseTrainer):
 
     def train_step(self, batch) -> dict:
         L = self.cfg.loss
-        x = batch["image"].to(self.device, non_blocking=True)
+        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         mask = batch["mask"].to(self.device, non_blocking=True)
         logs = {}
         use_gan = L.g_loss_weight > 0 and self.iteration >= L.gan_start
