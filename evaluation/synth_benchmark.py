@@ -449,6 +449,7 @@ def get_classifier(path: Optional[str], size: int, device, train_faces: int = 80
 
 
 def build_parser():
+    from .metrics import TRUST_CODE_HELP
     p = ArgumentParser(description="IA-FaceS editing against SynthFaces ground truth (held-out faces).")
     p.add_argument("--resume", required=True, metavar="CKPT", help="checkpoint (own format or released)")
     p.add_argument("--num", type=int, default=200, help="held-out faces (default 200)")
@@ -466,6 +467,7 @@ def build_parser():
                    "beside the checkpoint)")
     p.add_argument("--discriminator", default=None, metavar="PATH", help="discriminator for IFG (default: the "
                    "checkpoint's own, when it holds one)")
+    p.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     p.add_argument("--eye_strength", type=float, default=4.0, help="strength of the single-eye edits (default 4)")
     p.add_argument("--strength_scale", type=float, default=1.0, help="multiply the presets' strengths (default 1)")
     p.add_argument("--grid_rows", type=int, default=8, help="faces per image grid (0: no grids; default 8)")
@@ -478,6 +480,11 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
         torch.set_num_threads(args.threads)
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
+    for flag in ("eye_strength", "strength_scale"):
+        if not math.isfinite(getattr(args, flag)):
+            raise UserError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     ckpt = Path(args.resume)
     if not ckpt.is_file():
         raise UserError(f"checkpoint not found: {ckpt}")
@@ -488,7 +495,7 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
     del payload
     D, d_name = models.discriminator, (f"the checkpoint's discriminator" if models.discriminator is not None else None)
     if args.discriminator:
-        D, d_name = load_discriminator(args.discriminator, device), str(args.discriminator)
+        D, d_name = load_discriminator(args.discriminator, device, args.trust_code), str(args.discriminator)
     editor = Editor(models.encoder, models.generator, models.device, args.batch_size, str(ckpt), models.config)
     setup = synthfaces_setup(models.config, log)
     clf = get_classifier(args.classifier, editor.size, device, args.classifier_faces, args.classifier_epochs, log)
