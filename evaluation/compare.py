@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 
 from model.boxes import component_indices
-from utils.cli import ArgumentParser, main_guard, progress
+from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard, progress
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.image_io import RESIZE_METHODS, list_images, load_image, open_rgb, read_list_entries
@@ -40,7 +40,7 @@ from .arcface import load_arcface
 from .attr_classifier import load_classifier
 from .discriminators import load_discriminator
 from .fid import FeatureAccumulator, inception_features
-from .metrics import METRICS, TRUST_CODE_HELP, frechet_distance, lpips_model
+from .metrics import METRICS, frechet_distance, lpips_model
 
 PIXEL_METRICS = ("mse", "psnr", "ssim", "lpips", "mse_irr", "ifg", "arc_dis", "attr_acc")
 

@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from utils.cli import ArgumentParser, main_guard
+from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard
 from utils.errors import UserError
 
 #: Published methods: folder -> label.

@@ -53,10 +53,6 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 # ------------------------------------------------------------------------------------------ helpers
-TRUST_CODE_HELP = ("load TorchScript metric networks (--arcface, --discriminator): this RUNS CODE stored in the file "
-                   "(it can read, write or delete your files); use only with files from a source you trust")
-
-
 def load_torchscript(path, device="cpu", trust_code: bool = False) -> Optional[torch.nn.Module]:
     """The TorchScript module in ``path`` (eval mode) for user-supplied metric networks, or None
     when the file is not a TorchScript archive. Loading TorchScript runs code from the file, so a

@@ -449,7 +449,7 @@ def get_classifier(path: Optional[str], size: int, device, train_faces: int = 80
 
 
 def build_parser():
-    from .metrics import TRUST_CODE_HELP
+    from utils.cli import TRUST_CODE_HELP
     p = ArgumentParser(description="IA-FaceS editing against SynthFaces ground truth (held-out faces).")
     p.add_argument("--resume", required=True, metavar="CKPT", help="checkpoint (own format or released)")
     p.add_argument("--num", type=int, default=200, help="held-out faces (default 200)")

@@ -21,6 +21,11 @@ USER_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOENT", "EACCES", "EPERM",
                         if hasattr(errno, n))
 
 
+#: Help of the ``--trust_code`` flags (TorchScript metric networks).
+TRUST_CODE_HELP = ("load TorchScript metric networks (--arcface, --discriminator): this RUNS CODE stored in the file "
+                   "(it can read, write or delete your files); use only with files from a source you trust")
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else e.__class__.__name__
