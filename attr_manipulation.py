@@ -22,6 +22,7 @@ aligned, edited and pasted back into the photo.
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -92,8 +93,12 @@ def main(argv=None) -> int:
     if args.num_label_faces is not None and args.num_label_faces < 1:
         raise UserError("--num_label_faces must be positive")
     strengths = parse_strengths(args.strengths) if args.strengths is not None else None
+    if args.strength is not None and not math.isfinite(args.strength):
+        raise UserError(f"--strength must be a finite number, got {args.strength}")
     paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
     check_unique_stems(paths, "inputs")
+    if args.out:
+        output_dir(args, "", paths, create=False)  # a bad --out fails before boundaries are fitted
 
     pos_list, neg_list = args.pos_list, args.neg_list
     if args.boundary_lists:
@@ -153,7 +158,7 @@ def main(argv=None) -> int:
 
     name = args.attr.lower() if preset else boundary.attribute
     task = f"attr_{name}" + (f"_{component_label(args.component)}" if args.component else "")
-    out = output_dir(args, task)
+    out = output_dir(args, task, paths)
     inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
     count = 0
     with progress(len(paths), f"attribute {name}") as bar:

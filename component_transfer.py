@@ -93,8 +93,9 @@ def main(argv=None) -> int:
     pairs_ref = references * len(targets) if single_ref else references
     names = output_names(targets, pairs_ref)
 
+    output_dir(args, "component_transfer", targets + references, create=False)
     editor = open_editor(args)
-    out = output_dir(args, "component_transfer")
+    out = output_dir(args, "component_transfer", targets + references)
     inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
     ref_crops: dict[int, object] = {}  # input number -> reference crop [3, S, S] (None: it failed)
     if single_ref:

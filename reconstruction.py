@@ -36,8 +36,9 @@ def main(argv=None) -> int:
     check_align_args(args)
     paths = collect_inputs(args.data_path, args.img_dir, "--data_path")
     check_unique_stems(paths, "inputs")
+    output_dir(args, "reconstruction", paths, create=False)  # bad --out fails before the model loads
     editor = open_editor(args)
-    out = output_dir(args, "reconstruction")
+    out = output_dir(args, "reconstruction", paths)
     inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
     count = 0
     with progress(len(paths), "reconstruction") as bar:

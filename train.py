@@ -1,21 +1,28 @@
 """Train IA-FaceS from a JSON config.
 
     python train.py -c configs/synthfaces.json
-    python train.py -r saved/models/<exp_id>/<run>/latest.pth          # exact resume
+    python train.py -r saved/models/<exp_id>/<run>/latest.pth          # exact resume (in place)
     python train.py -r iafaces-celebahq.pth --epochs 220                 # continue a released checkpoint
     python train.py -r iafaces-celebahq.pth --finetune -c my_config.json # fine-tune a released checkpoint
     torchrun --nproc_per_node 4 train.py -c configs/iafaces-celebahq-256.json
 
 A plain run uses every visible GPU (one process each; CUDA_VISIBLE_DEVICES narrows it); under
 torchrun it uses the processes torchrun started. Batch size is per process.
+
+Everything is written under the save dir (``--save_dir`` or the config's ``trainer.save_dir``):
+``models/<exp_id>/<run_id>/`` and ``log/<exp_id>/<run_id>/``, with exp id and run id plain folder
+names. A resume continues in place when the checkpoint lies in the run folder that the save dir,
+its exp id and its run id name; any other copy starts a new run folder. A new run refuses a run
+folder that holds checkpoints (``--overwrite`` replaces them, ``-r`` continues them), and a lock
+file keeps a second process out of a run folder while one trains.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import socket
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -23,17 +30,17 @@ import torch
 import torch.distributed as dist
 
 from data_loader.registry import build_dataset
-from model.checkpoint import read_checkpoint
+from model.checkpoint import check_model_sizes, check_project_payload, read_checkpoint, remove_stale_temporaries
 from trainer.base_trainer import DistInfo
-from trainer.config import TrainConfig, load_config, parse_config
+from trainer.config import TrainConfig, check_plain_name, load_config, parse_config
 from trainer.iafaces_trainer import IAFacesTrainer
-from utils.cli import main_guard
+from utils.cli import ArgumentParser, main_guard
 from utils.device import resolve_device
-from utils.errors import UserError
+from utils.errors import CheckpointError, ConfigError, UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train IA-FaceS (encoder, generator, discriminator).")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description="Train IA-FaceS (encoder, generator, discriminator).")
     p.add_argument("-c", "--config", help="JSON config (e.g. configs/synthfaces.json)")
     p.add_argument("-r", "--resume", help="checkpoint to resume exactly (its config is used unless -c is given), "
                    "or a released IA-FaceS checkpoint to continue (its epoch, optimizers) or fine-tune (--finetune)")
@@ -45,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_dir", help="root folder for models/ and log/ (default: config trainer.save_dir)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--seed", type=int, help="random seed (default: config seed)")
-    p.add_argument("--run_id", help="run folder name (default: start time MMDD_HHMMSS)")
+    p.add_argument("--run_id", help="run folder name, a plain name (default: start time MMDD_HHMMSS, with _2, _3, "
+                   "... when taken)")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in a run folder that already holds "
+                   "checkpoints, deleting them (default: refused; -r continues a run)")
     return p
 
 
@@ -61,6 +71,8 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
             raise UserError(f"{args.resume} holds no training state to resume (only checkpoints written by "
                             "train.py and released IA-FaceS checkpoints can be resumed); use it with the editing "
                             "scripts instead")
+        if source == "project":
+            check_training_payload(payload, args.resume)
     if args.finetune and source != "official":
         raise UserError("--finetune goes with a released checkpoint (-r released.pth)")
     if args.config:
@@ -84,6 +96,10 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
             d["generator"].pop("train_noise", None)
         if theirs != ours:
             raise UserError(f"the model in {args.config} differs from the released one in {args.resume}")
+    if payload is not None:  # sizes read from the file cannot allocate more than the file holds
+        d_key = "discriminator" if source == "project" else "state_dict_D"
+        keys = ("e_ema", "g_ema") + ((d_key,) if d_key in payload else ())
+        check_model_sizes(cfg.model_config(), {k: payload[k] for k in keys}, args.resume)
     t, dl = cfg.trainer, cfg.data_loader
     for value, obj, name in ((args.bz, dl, "batch_size"), (args.epochs, t, "epochs"), (args.iters, t, "iters"),
                              (args.save_dir, t, "save_dir"), (args.seed, cfg, "seed")):
@@ -91,6 +107,8 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
             setattr(obj, name, value)
     if dl.batch_size < 1 or (t.iters is not None and t.iters < 0) or t.epochs < 1:
         raise UserError("--bz and --epochs must be positive and --iters non-negative")
+    if not 0 <= cfg.seed < 2 ** 32:
+        raise UserError(f"--seed must be in [0, {2 ** 32 - 1}], got {cfg.seed}")
     if source == "official" and not args.finetune and isinstance(payload.get("epoch"), (int, float)) \
             and t.epochs <= payload["epoch"]:
         raise UserError(f"{args.resume} ends at epoch {payload['epoch']}; continue it with --epochs N > "
@@ -98,11 +116,127 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
     return cfg, payload, source
 
 
-def run_dirs(cfg: TrainConfig, payload: Optional[dict], run_id: str) -> tuple[Path, Path]:
-    if payload is not None and isinstance(payload.get("run_dir"), str):
-        return Path(payload["run_dir"]), Path(payload["log_dir"])
+#: What an own-format training checkpoint must hold to resume: key -> (check, what it must be).
+_TRAINING_KEYS = {
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "optimizer_G": (lambda v: isinstance(v, dict), "an optimizer state"),
+    "optimizer_D": (lambda v: isinstance(v, dict), "an optimizer state"),
+    "iteration": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "epoch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "rng_torch": (lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.dim() == 1, "a RNG state"),
+}
+
+
+def check_training_payload(payload: dict, path: str) -> None:
+    """CheckpointError unless an own-format checkpoint holds a complete training state."""
+    check_project_payload(payload, path, discriminator=True)
+    for key in ("encoder", "generator", "discriminator"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: the checkpoint has no '{key}' weights, so it cannot be resumed")
+        check_project_payload({"model_config": {}, "e_ema": payload[key], "g_ema": {}}, path)
+    for key, (ok, what) in _TRAINING_KEYS.items():
+        if key not in payload or not ok(payload[key]):
+            raise CheckpointError(f"{path}: '{key}' must be {what} to resume; the file is damaged or not written "
+                                  "by train.py")
+
+
+def run_dirs(cfg: TrainConfig, run_id: str) -> tuple[Path, Path]:
+    """(models folder, log folder) of run ``run_id``: under the save dir, named by exp id and run id."""
     root = Path(cfg.trainer.save_dir)
-    return root / "models" / cfg.exp_id / run_id, root / "log" / cfg.exp_id / run_id
+    return (root / "models" / check_plain_name(cfg.exp_id, "exp_id") / check_plain_name(run_id, "run id"),
+            root / "log" / cfg.exp_id / run_id)
+
+
+def stored_run_id(payload: dict, path: str) -> Optional[str]:
+    """The run id an own-format checkpoint records (older files: the name of their stored run
+    folder), validated as a plain name; None when it records none."""
+    value = payload.get("run_id")
+    if value is None and isinstance(payload.get("run_dir"), str):
+        value = Path(payload["run_dir"]).name
+    if value is None:
+        return None
+    try:
+        return check_plain_name(value, "run id")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its stored {e}") from None
+
+
+def _taken(cfg: TrainConfig, run_id: str) -> bool:
+    return any(p.exists() for p in run_dirs(cfg, run_id))
+
+
+def plan_run(args, cfg: TrainConfig, payload: Optional[dict], source: str) -> tuple[str, bool]:
+    """(run id, continues in place). A resume continues in place when the checkpoint lies in the
+    run folder its stored run id names under the save dir (and ``--run_id`` is absent or the
+    same); every other run gets a new run id: ``--run_id`` or the start time (``_2``, ``_3``, ...
+    when taken)."""
+    root = Path(cfg.trainer.save_dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the save dir {root} is a file; give a folder with --save_dir")
+    check_plain_name(cfg.exp_id, "exp_id")
+    if args.run_id is not None:
+        check_plain_name(args.run_id, "--run_id")
+    if source == "project":
+        stored = stored_run_id(payload, args.resume)
+        if stored is not None and args.run_id in (None, stored):
+            here = run_dirs(cfg, stored)[0]
+            if here.resolve() == Path(args.resume).resolve().parent:
+                return stored, True
+    if args.run_id is not None:
+        return args.run_id, False
+    base = datetime.datetime.now().strftime("%m%d_%H%M%S")
+    for k in range(1, 10000):
+        run_id = base if k == 1 else f"{base}_{k}"
+        if _taken(cfg, run_id):
+            continue
+        try:  # reserve it: a second process starting in the same second takes the next id
+            run_dirs(cfg, run_id)[0].mkdir(parents=True, exist_ok=False)
+            return run_id, False
+        except FileExistsError:
+            continue
+    raise UserError(f"no free run id {base}_N under {root}; give one with --run_id")
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir/.lock`` (an exclusive ``flock``, released when the process ends, even by a
+    kill) while training; a second process gets a UserError."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: no lock
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UserError(f"another process is training in {run_dir} (it holds {path}); wait for it to finish "
+                                "or choose another --run_id") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield path
+    finally:
+        fh.close()
+
+
+def prepare_run_dir(run_dir: Path, in_place: bool, overwrite: bool) -> None:
+    """With the run folder locked: remove temporary files of interrupted checkpoint writes, and
+    refuse (or with ``overwrite`` delete) the checkpoints of an earlier run in a new run's folder."""
+    for p in remove_stale_temporaries(run_dir):
+        print(f"notice: removed {p}, left by an interrupted checkpoint write", file=sys.stderr)
+    if in_place:
+        return
+    old = sorted(p for p in run_dir.glob("*.pth") if p.is_file())
+    if old and not overwrite:
+        raise UserError(f"the run folder {run_dir} already holds checkpoints ({old[0].name}, ...); continue it with "
+                        f"-r {old[0]}, replace it with --overwrite, or choose another --run_id")
+    for p in old:
+        p.unlink()
 
 
 def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Optional[dict], run_id: str,
@@ -129,7 +263,7 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
     info = DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
     train_set = build_dataset(cfg.data_set, "train")
     val_set = build_dataset(cfg.data_set, "val")
-    run_dir, log_dir = run_dirs(cfg, payload, run_id)
+    run_dir, log_dir = run_dirs(cfg, run_id)
     official = source == "official"
     trainer = IAFacesTrainer(cfg, train_set, val_set, run_dir, log_dir, device, info,
                              resume=None if official else payload, released=payload if official else None,
@@ -158,8 +292,21 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except ValueError as e:
         raise UserError(str(e)) from None
-    run_id = args.run_id or datetime.datetime.now().strftime("%m%d_%H%M%S")
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # under torchrun
+    launched = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1  # under torchrun
+    if launched and int(os.environ.get("RANK", 0)) != 0:  # rank 0 plans the run and broadcasts its id
+        run_id = "pending"  # replaced by rank 0's in worker()
+        worker(int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]), args, cfg, payload, run_id,
+               device.type, launched=True, source=source)
+        return 0
+    run_id, in_place = plan_run(args, cfg, payload, source)
+    run_dir = run_dirs(cfg, run_id)[0]
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, in_place, args.overwrite)
+        return _dispatch(args, cfg, payload, run_id, device, source, launched)
+
+
+def _dispatch(args, cfg, payload, run_id, device, source, launched) -> int:
+    if launched:
         world = int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", 0))
         worker(local, world, args, cfg, payload, run_id, device.type, launched=True, source=source)

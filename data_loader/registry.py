@@ -39,6 +39,8 @@ class CelebAHQArgs:
         check_types(self, "data_set.args")
         parse_image_size(self.image_size)
         _check_resize(self.resize)
+        if self.num_samples < -1:
+            raise ConfigError(f"data_set.args.num_samples must be an integer >= -1 (-1: all), got {self.num_samples}")
         if self.train_overlap not in OVERLAP_MODES:
             raise ConfigError(f"data_set.args.train_overlap must be one of {', '.join(OVERLAP_MODES)}, "
                               f"got {self.train_overlap!r}")
@@ -78,6 +80,13 @@ class SynthFacesArgs:
 
     def __post_init__(self):
         check_types(self, "data_set.args")
+        from data_loader.synthfaces.render import MAX_SIZE, MIN_SIZE
+        if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise ConfigError(f"data_set.args.size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {self.size}")
+        for name in ("seed", "num_train", "num_val", "num_test"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(f"data_set.args.{name} must be an integer >= 0, got {v}")
 
 
 def _build_celebahq(args: CelebAHQArgs, split: str):

@@ -49,7 +49,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from model.boxes import CANONICAL_BOXES, REFERENCE_SIZE
-from utils.errors import AlignError, UserError
+from utils.errors import AlignError, ImageError, UserError
+from utils.image_io import to_rgb
 
 RECIPES = ("ffhq", "celebahq")
 DETECTORS = ("hog", "cnn")
@@ -464,11 +465,10 @@ def load_photo(photo: PhotoLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             raise AlignError(f"{name}: cannot read image: corrupt ({e.__class__.__name__})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
-    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert("RGB"))
+    try:
+        return np.asarray(to_rgb(im, name or "photo"))  # every mode over its real range
+    except ImageError as e:
+        raise AlignError(str(e)) from None
 
 
 def _too_large(name, w, h, max_pixels) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -46,9 +47,26 @@ def open_editor(args) -> Editor:
     return Editor.from_checkpoint(args.resume, args.device, args.batch_size, args.precision)
 
 
-def output_dir(args, task: str) -> Path:
+def output_dir(args, task: str, inputs: Sequence[Path] = (), create: bool = True) -> Path:
+    """The output folder (``--out`` or ``output/<checkpoint stem>/<task>``), created and checked to
+    be writable. No output may overwrite an input: a folder that holds any of ``inputs`` (at any
+    depth: outputs go to subfolders too) is refused. ``create=False``: only these checks."""
     out = Path(args.out) if args.out else Path("output") / Path(args.resume).stem / task
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder for the outputs")
+    target = out.resolve()
+    for p in inputs:
+        if target == Path(p).resolve() or target in Path(p).resolve().parents:
+            raise UserError(f"--out {out} holds the input {p}: outputs could overwrite the inputs; choose a folder "
+                            "outside the inputs' folders")
+    if not create:
+        return out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from None
     return out
 
 
@@ -283,7 +301,11 @@ class Inputs:
             yield items, torch.stack([it.face.crop for it in items])
 
     def save(self, item: Item, edited: Tensor, path: Path) -> None:
-        """Write the edited crop [3, S, S] of ``item`` to ``path`` (see the class)."""
+        """Write the edited crop [3, S, S] of ``item`` to ``path`` (see the class). A non-finite
+        crop (NaN weights or inputs) is an error, never a black image."""
+        if not bool(torch.isfinite(edited).all()):
+            raise UserError(f"the network's output for {item.path} holds NaN or infinite values (damaged "
+                            f"weights or a non-finite strength); nothing written to {path}")
         if item.photo is None:
             save_image(edited, path)
         else:

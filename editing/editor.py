@@ -16,8 +16,8 @@ in the order ``l_eye, r_eye, nose, mouth``.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +255,8 @@ class Editor:
         if tuple(normals.shape) != tuple(components.shape[1:]):
             raise EditingError(f"boundary normals {list(normals.shape)} do not match components "
                                f"{list(components.shape)}")
+        if not math.isfinite(float(strength)):
+            raise EditingError(f"the edit strength must be a finite number, got {strength}")
         idx = list(component_indices(component_spec if component_spec is not None else "all"))
         out = components.clone()
         out[:, idx] += float(strength) * normals[idx].to(out)

@@ -2,10 +2,12 @@
 
 No ArcFace weights ship with the project. Two kinds of files are accepted (``--arcface PATH``):
 
-* a TorchScript module (``torch.jit.save``) mapping 112x112 face crops in [-1, 1] to embeddings;
 * a ``state_dict`` of insightface's ``arcface_torch`` IResNet backbones (``iresnet18/34/50/100``,
   e.g. ``ms1mv3_arcface_r50_fp16/backbone.pth``); the depth, width, embedding size and input size
-  are read from the tensor shapes, and :class:`IResNet` below rebuilds the network.
+  are read from the tensor shapes, and :class:`IResNet` below rebuilds the network (read with the
+  checkpoints' safe weights-only loader);
+* with ``--trust_code`` only, a TorchScript module (``torch.jit.save``) mapping 112x112 face crops
+  in [-1, 1] to embeddings: loading TorchScript runs code stored in the file.
 
 Preprocessing (:class:`ArcFaceEmbedder`): IA-FaceS faces are aligned (FFHQ-style canonical boxes of
 ``model.boxes``), so instead of a landmark detector the crop is fixed: the square that puts the two
@@ -28,15 +30,15 @@ from torch import Tensor
 from model.boxes import CANONICAL_BOXES, REFERENCE_SIZE
 from utils.errors import MetricError
 
-from .metrics import load_torchscript
+from .metrics import build_bounded, load_torchscript
 
 ARCFACE_INPUT = 112
 # Eye centres of insightface's 112x112 five-point alignment template (arcface_src).
 ARCFACE_EYES = ((38.2946, 51.6963), (73.5318, 51.5014))
 
-NO_BACKEND = ("Arc-dis needs an ArcFace model: pass --arcface WEIGHTS (a TorchScript file, or a state_dict of "
-              "insightface's arcface_torch iresnet18/34/50/100 backbone such as backbone.pth); none ships with "
-              "the project")
+NO_BACKEND = ("Arc-dis needs an ArcFace model: pass --arcface WEIGHTS (a state_dict of insightface's arcface_torch "
+              "iresnet18/34/50/100 backbone such as backbone.pth, or a TorchScript file with --trust_code); none "
+              "ships with the project")
 
 
 def _canonical_eye_centres() -> tuple[tuple[float, float], tuple[float, float]]:
@@ -149,8 +151,11 @@ class IResNet(nn.Module):
             num_features, fc_in = (int(v) for v in state["fc.weight"].shape)
         except (KeyError, AttributeError, ValueError, IndexError) as e:
             raise MetricError(f"not an arcface_torch IResNet state_dict (missing {e})") from None
-        spatial = math.isqrt(fc_in // (width * 8))
-        net = cls(layers, num_features, width, spatial * 16)
+        spatial = math.isqrt(fc_in // (width * 8)) if width > 0 else 0
+        if spatial < 1 or spatial * spatial * width * 8 != fc_in or max(layers) > 1000:
+            raise MetricError(f"not an arcface_torch IResNet state_dict (fc input {fc_in} does not fit width {width}, "
+                              f"or {max(layers)} blocks per stage)")
+        net = build_bounded(lambda: cls(layers, num_features, width, spatial * 16), state, "IResNet state_dict")
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -175,25 +180,28 @@ class ArcFaceEmbedder:
         return F.normalize(self.net(x).float(), dim=1).cpu()
 
 
-def load_arcface(path: Optional[Union[str, Path]], device="cpu") -> ArcFaceEmbedder:
-    """An :class:`ArcFaceEmbedder` from a TorchScript file or an IResNet state_dict; a clear
-    MetricError when no file is given or it cannot be used."""
+def load_arcface(path: Optional[Union[str, Path]], device="cpu", trust_code: bool = False) -> ArcFaceEmbedder:
+    """An :class:`ArcFaceEmbedder` from an IResNet state_dict (read with the safe weights-only
+    loader) or, with ``trust_code`` only, a TorchScript file; a clear MetricError when no file is
+    given or it cannot be used."""
+    from model.official_checkpoint import load_checkpoint_file
+    from utils.errors import CheckpointError
+
     if not path:
         raise MetricError(NO_BACKEND)
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"ArcFace weights not found: {path} ({NO_BACKEND.split(': ', 1)[1]})")
-    net = load_torchscript(path, device)
+    net = load_torchscript(path, device, trust_code)
     if net is not None:
         return ArcFaceEmbedder(net)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise MetricError(f"cannot read ArcFace weights {path}: {e.__class__.__name__}; give a TorchScript file "
-                          "or an IResNet state_dict") from None
+        state = load_checkpoint_file(path)
+    except CheckpointError as e:
+        raise MetricError(f"cannot use {path} as ArcFace weights: {e}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise MetricError(f"{path}: not a TorchScript module or a state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise MetricError(f"{path}: not an IResNet state_dict (or a TorchScript file with --trust_code)")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     return ArcFaceEmbedder(IResNet.from_state_dict(state).to(device))

@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 
 from model.boxes import component_indices
-from utils.cli import ArgumentParser, main_guard, progress
+from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard, progress
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.image_io import RESIZE_METHODS, list_images, load_image, open_rgb, read_list_entries
@@ -75,9 +75,10 @@ def build_parser():
     p.add_argument("--inception", default=None, metavar="PATH", help="pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth (default: torch hub's checkpoint folder)")
     p.add_argument("--discriminator", default=None, metavar="PATH", help="for ifg: a checkpoint with a "
-                   "discriminator, a StyleGAN2 (rosinality) file or a TorchScript module")
-    p.add_argument("--arcface", default=None, metavar="PATH", help="for arc_dis: ArcFace TorchScript file or "
-                   "arcface_torch IResNet state_dict")
+                   "discriminator, a StyleGAN2 (rosinality) file, or a TorchScript module with --trust_code")
+    p.add_argument("--arcface", default=None, metavar="PATH", help="for arc_dis: an arcface_torch IResNet "
+                   "state_dict, or an ArcFace TorchScript file with --trust_code")
+    p.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     p.add_argument("--classifier", default=None, metavar="PATH", help="for attr_acc: an attribute classifier "
                    "(python -m evaluation.attr_classifier)")
     p.add_argument("--attribute", default=None, help="for attr_acc: the target attribute")
@@ -178,10 +179,10 @@ def main(argv=None) -> int:
     if "ifg" in metrics:
         if not args.discriminator:
             raise UserError("ifg needs --discriminator PATH (a checkpoint with a discriminator, a StyleGAN2 file or "
-                            "a TorchScript module)")
-        extra["ifg"] = load_discriminator(args.discriminator, device)
+                            "a TorchScript module with --trust_code)")
+        extra["ifg"] = load_discriminator(args.discriminator, device, args.trust_code)
     if "arc_dis" in metrics:
-        extra["arc_dis"] = load_arcface(args.arcface, device)
+        extra["arc_dis"] = load_arcface(args.arcface, device, args.trust_code)
     if "attr_acc" in metrics:
         if not args.classifier or not args.attribute:
             raise UserError("attr_acc needs --classifier PATH and --attribute NAME")

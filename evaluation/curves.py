@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from utils.cli import ArgumentParser, main_guard
+from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard
 from utils.errors import UserError
 
 #: Published methods: folder -> label.
@@ -190,7 +190,7 @@ def _compute(args) -> None:
     images = ImageLoader(editor.size, notice=lambda m: None).batch(paths)
     clf = load_classifier(args.classifier, editor.device)
     if args.discriminator:
-        D = load_discriminator(args.discriminator, editor.device)
+        D = load_discriminator(args.discriminator, editor.device, args.trust_code)
     else:
         try:
             D = load_models(args.resume, editor.device, discriminator=True).discriminator
@@ -228,6 +228,7 @@ def build_parser():
     c.add_argument("--classifier", default=None, metavar="PATH", help="attribute classifier "
                    "(python -m evaluation.attr_classifier)")
     c.add_argument("--discriminator", default=None, metavar="PATH", help="for IFG (default: the checkpoint's D)")
+    c.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     c.add_argument("--steps", type=int, default=10, help="edit steps (default 10)")
     c.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p

@@ -7,8 +7,11 @@
   state_dict, or the bare state_dict): rebuilt as :class:`StyleGAN2Discriminator` (the IA-FaceS
   discriminator plus StyleGAN2's minibatch-stddev layer); size and channel multiplier are read
   from the tensor shapes;
-* a TorchScript module mapping images in [-1, 1] to scores [B, 1].
-Every file is read once, with torch's safe loader (``model.official_checkpoint.load_checkpoint_file``).
+* with ``trust_code`` (``--trust_code``) only, a TorchScript module mapping images in [-1, 1] to
+  scores [B, 1]: loading TorchScript runs code stored in the file.
+Every other file is read once, with the checkpoints' safe weights-only loader
+(``model.official_checkpoint.load_checkpoint_file``); sizes read from it are checked against the
+weights it holds before anything is allocated.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from model.networks import Discriminator, _check_image
 from model.official_checkpoint import load_checkpoint_file
 from utils.errors import CheckpointError, MetricError
 
-from .metrics import load_torchscript
+from .metrics import build_bounded, load_torchscript
 
 
 class StyleGAN2Discriminator(Discriminator):
@@ -63,7 +66,8 @@ class StyleGAN2Discriminator(Discriminator):
             raise MetricError(f"{where}: not a StyleGAN2 discriminator state_dict (missing {e})") from None
         size = 2 ** (n + 1)
         try:
-            net = cls(DiscriminatorConfig(size=size, channel_base=c_top * size, channel_max=c4))
+            cfg = DiscriminatorConfig(size=size, channel_base=c_top * size, channel_max=c4)
+            net = build_bounded(lambda: cls(cfg), state, where)
         except ValueError as e:
             raise MetricError(f"{where}: unsupported StyleGAN2 discriminator ({e})") from None
         try:
@@ -73,12 +77,13 @@ class StyleGAN2Discriminator(Discriminator):
         return net
 
 
-def load_discriminator(path: Union[str, Path], device: torch.device = torch.device("cpu")) -> torch.nn.Module:
+def load_discriminator(path: Union[str, Path], device: torch.device = torch.device("cpu"),
+                       trust_code: bool = False) -> torch.nn.Module:
     """A discriminator (eval mode, frozen) from ``path``; see the module docstring for formats."""
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"discriminator file not found: {path}")
-    net = load_torchscript(path, device)
+    net = load_torchscript(path, device, trust_code)
     if net is not None:
         return net
     try:
@@ -94,6 +99,6 @@ def load_discriminator(path: Union[str, Path], device: torch.device = torch.devi
         state = raw
     if state is None:
         raise MetricError(f"{path} holds no discriminator: give a checkpoint with one, a StyleGAN2 (rosinality) "
-                          "file with a 'd' state_dict, or a TorchScript module")
+                          "file with a 'd' state_dict, or a TorchScript module with --trust_code")
     net = StyleGAN2Discriminator.from_state_dict(dict(state), f"{path}: d")
     return net.to(device).eval().requires_grad_(False)

@@ -53,15 +53,37 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def load_torchscript(path, device="cpu") -> Optional[torch.nn.Module]:
+def load_torchscript(path, device="cpu", trust_code: bool = False) -> Optional[torch.nn.Module]:
     """The TorchScript module in ``path`` (eval mode) for user-supplied metric networks, or None
-    when the file is not a TorchScript archive."""
+    when the file is not a TorchScript archive. Loading TorchScript runs code from the file, so a
+    TorchScript file is refused with a MetricError unless ``trust_code`` (``--trust_code``)."""
+    from model.official_checkpoint import is_torchscript_file
+
+    if not is_torchscript_file(path):
+        return None
+    if not trust_code:
+        raise MetricError(f"{path} is a TorchScript file: loading it runs code stored in it; give a weights-only "
+                          "state dict instead, or pass --trust_code if you trust its source")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
             return torch.jit.load(str(path), map_location=device).eval()
-    except (RuntimeError, ValueError):
-        return None
+    except (RuntimeError, ValueError) as e:
+        raise MetricError(f"cannot load TorchScript file {path}: {str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__}") from None
+
+
+def build_bounded(factory: Callable[[], torch.nn.Module], state: dict, where: str) -> torch.nn.Module:
+    """``factory()`` after checking on the ``meta`` device (no memory) that the network it builds
+    is no larger than the state dict ``state`` it will load: shapes read from an untrusted file
+    cannot allocate more than the file holds."""
+    with torch.device("meta"):
+        meta = factory()
+    need = sum(t.numel() for t in meta.state_dict().values())
+    have = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    if need > 2 * have + (1 << 20):
+        raise MetricError(f"{where}: the shapes describe a network of {need} values but the file holds {have}; "
+                          "the file is damaged or crafted")
+    return factory()
 
 
 def _pair(a: Tensor, b: Tensor, what: str = "images") -> tuple[Tensor, Tensor]:

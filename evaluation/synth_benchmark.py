@@ -46,7 +46,7 @@ from editing import PRESETS, Editor, SynthFacesLabels, default_boundary_dir, get
 from editing.boundaries import label_embeddings
 from model.boxes import COMPONENTS, component_indices
 from model.checkpoint import build_models, has_discriminator, read_checkpoint
-from utils.cli import ArgumentParser, main_guard
+from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.image_io import make_grid, save_image
@@ -620,6 +620,7 @@ def build_parser():
                    "beside the checkpoint)")
     p.add_argument("--discriminator", default=None, metavar="PATH", help="discriminator for IFG (default: the "
                    "checkpoint's own, when it holds one)")
+    p.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     p.add_argument("--eye_strength", type=float, default=4.0, help="strength of the single-eye edits (default 4)")
     p.add_argument("--strength_scale", type=float, default=1.0, help="multiply the strengths (default 1)")
     p.add_argument("--strength_mode", choices=STRENGTH_MODES, default="calibrated",
@@ -636,6 +637,11 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
         torch.set_num_threads(args.threads)
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
+    for flag in ("eye_strength", "strength_scale"):
+        if not math.isfinite(getattr(args, flag)):
+            raise UserError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     if (args.resume is None) == (args.reference is None):
         raise UserError("give --resume CKPT (a model) or --reference oracle|no_edit")
     device = resolve_device(args.device)
@@ -650,7 +656,7 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
     del payload
     D, d_name = models.discriminator, (f"the checkpoint's discriminator" if models.discriminator is not None else None)
     if args.discriminator:
-        D, d_name = load_discriminator(args.discriminator, device), str(args.discriminator)
+        D, d_name = load_discriminator(args.discriminator, device, args.trust_code), str(args.discriminator)
     editor = Editor(models.encoder, models.generator, models.device, args.batch_size, str(ckpt), models.config)
     setup = synthfaces_setup(models.config, log)
     clf = get_classifier(args.classifier, editor.size, device, args.classifier_faces, args.classifier_epochs, log)

@@ -12,7 +12,9 @@ networks from what was read.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -50,6 +52,27 @@ def atomic_save(obj: Any, path: PathLike) -> None:
         raise
 
 
+#: ``atomic_save``'s temporary files: ``.<name>.<random>.tmp``.
+_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Remove the temporary files that interrupted :func:`atomic_save` calls left in ``folder``
+    (``.<name>.<random>.tmp``); returns them. Call it only while no other process writes there
+    (the training run folder is locked)."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink():
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
 def model_config_from_official(config: dict) -> ModelConfig:
     """ModelConfig of a released checkpoint's JSON config (``model_arch`` + network args)."""
     try:
@@ -61,6 +84,9 @@ def model_config_from_official(config: dict) -> ModelConfig:
         )
     except KeyError as e:
         raise CheckpointError(f"the checkpoint's config lacks {e}; it is not an IA-FaceS config") from None
+    except (AttributeError, TypeError):
+        raise CheckpointError("the checkpoint's config has blocks of the wrong type (expected objects); it is not "
+                              "an IA-FaceS config") from None
 
 
 @dataclass
@@ -115,6 +141,8 @@ def build_models(payload: dict, source: str, path: PathLike, device: torch.devic
     CAM box placement (expert use; released CAM-256 weights need ``official``, which they get by
     default). ``discriminator``: also load D (CheckpointError when the file holds none)."""
     path = str(path)
+    if source == "project":
+        check_project_payload(payload, path, discriminator)
     try:
         if source == "project":
             mcfg = ModelConfig.from_dict(payload["model_config"])
@@ -127,6 +155,11 @@ def build_models(payload: dict, source: str, path: PathLike, device: torch.devic
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
     dev = torch.device(device)
+    if discriminator and not has_discriminator(payload, source):
+        raise CheckpointError(f"{path}: the checkpoint holds no discriminator")
+    keys = ("e_ema", "g_ema") + ((("discriminator",) if source == "project" else ("state_dict_D",))
+                                 if discriminator else ())
+    check_model_sizes(mcfg, {k: payload[k] for k in keys}, path)
     enc, gen, disc = build_networks(mcfg, discriminator=discriminator)
     try:
         if source == "project":
@@ -151,6 +184,69 @@ def build_models(payload: dict, source: str, path: PathLike, device: torch.devic
     it = payload.get("iteration")
     return LoadedModels(enc, gen, disc, mcfg, dict(payload.get("config") or {}), source, path, dev,
                         int(it) if isinstance(it, (int, float)) and not isinstance(it, bool) else None)
+
+
+#: Largest value of any integer field of a checkpoint's model configuration (channels, sizes):
+#: far above every real model, far below what would overflow an allocation size.
+MAX_CONFIG_INT = 1 << 20
+
+
+def _check_state(path: str, key: str, value: Any) -> None:
+    """CheckpointError unless ``value`` is a state dict of finite tensors."""
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{path}: '{key}' must be a state dict of tensors, got {type(value).__name__}; "
+                              "the file is damaged or not an IA-FaceS checkpoint")
+    for name, t in value.items():
+        if not isinstance(name, str) or not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{path}: '{key}' entry {name!r} is {type(t).__name__}, expected a tensor; the "
+                                  "file is damaged or not an IA-FaceS checkpoint")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: '{key}.{name}' holds NaN or infinite values; these weights would give "
+                                  "NaN images (a diverged or damaged checkpoint)")
+
+
+def check_project_payload(payload: dict, path: PathLike, discriminator: bool = False) -> None:
+    """CheckpointError unless an own-format payload has a model configuration (an object) and
+    the EMA state dicts (and the discriminator's when asked) as finite tensors."""
+    path = str(path)
+    if not isinstance(payload.get("model_config"), Mapping):
+        got = type(payload.get("model_config")).__name__ if "model_config" in payload else "nothing"
+        raise CheckpointError(f"{path}: 'model_config' must be an object, got {got}; the file is damaged or not "
+                              "an IA-FaceS checkpoint")
+    for key in ("e_ema", "g_ema") + (("discriminator",) if discriminator and "discriminator" in payload else ()):
+        if key not in payload:
+            raise CheckpointError(f"{path}: the checkpoint has no '{key}' weights; it is damaged or not an "
+                                  "IA-FaceS checkpoint")
+        _check_state(path, key, payload[key])
+
+
+def _config_ints(mcfg: ModelConfig):
+    for part in (mcfg.encoder, mcfg.generator, mcfg.discriminator):
+        for k, v in vars(part).items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                yield f"{type(part).__name__}.{k}", v
+
+
+def check_model_sizes(mcfg: ModelConfig, states: Mapping[str, Any], path: PathLike) -> None:
+    """Bound what a checkpoint's configuration allocates before any network is built: every integer
+    field at most :data:`MAX_CONFIG_INT`, and the networks it describes (built on the ``meta``
+    device, no memory) no larger than the stored weights (``states``: ``e_ema``, ``g_ema`` and
+    optionally a discriminator, own or official layout)."""
+    path = str(path)
+    for name, v in _config_ints(mcfg):
+        if v > MAX_CONFIG_INT:
+            raise CheckpointError(f"{path}: the stored model configuration sets {name} = {v}, above the limit "
+                                  f"{MAX_CONFIG_INT}; the file is damaged or crafted")
+    for key, value in states.items():
+        _check_state(path, key, value)
+    with torch.device("meta"):
+        enc, gen, disc = build_networks(mcfg, discriminator=len(states) > 2)
+    for key, net in zip(states, (enc, gen, disc)):
+        need = sum(t.numel() for t in net.state_dict().values())
+        have = sum(t.numel() for t in states[key].values())
+        if need > 2 * have + (1 << 20):
+            raise CheckpointError(f"{path}: the stored model configuration describes a '{key}' network of {need} "
+                                  f"values but the file holds {have}; the configuration does not match the weights")
 
 
 def _load_strict(net: nn.Module, state: dict, path: str, what: str) -> None:

@@ -257,6 +257,41 @@ def _translate_unpickling_error(path: str, exc: BaseException) -> CheckpointErro
 
 # --------------------------------------------------------------------------- generic safe load
 
+#: Largest total uncompressed size of a checkpoint archive, and the largest ratio of that size to
+#: the file's size (``torch.save`` stores its entries uncompressed: the ratio is below 1).
+MAX_ARCHIVE_BYTES = 64 << 30
+MAX_ARCHIVE_RATIO = 4
+MAX_ARCHIVE_ENTRIES = 200_000
+
+
+def check_archive_size(zf: zipfile.ZipFile, file_size: int, shown: str) -> None:
+    """CheckpointError when a zip archive declares more uncompressed bytes than the limits allow
+    (a zip bomb), read from its central directory before anything is extracted."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ARCHIVE_ENTRIES:
+        raise CheckpointError(f"{shown} holds {len(infos)} archive entries, more than the limit "
+                              f"{MAX_ARCHIVE_ENTRIES}; refusing to load it (a damaged or crafted file)")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ARCHIVE_BYTES or total > MAX_ARCHIVE_RATIO * file_size + (1 << 20):
+        raise CheckpointError(f"{shown} declares {total} bytes of uncompressed data in a {file_size}-byte file "
+                              f"(limits: {MAX_ARCHIVE_RATIO}x the file size, {MAX_ARCHIVE_BYTES} bytes); refusing to "
+                              "load it (a zip bomb or a damaged file)")
+
+
+def is_torchscript_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a TorchScript archive (``torch.jit.save``): a zip with TorchScript's
+    ``constants.pkl`` or ``code/`` entries (as torch tells them apart). Reads only the zip
+    directory; never loads it."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return any(n == "constants.pkl" or n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
 
 def load_checkpoint_file(path: str | os.PathLike) -> Any:
     """Load a ``torch.save`` file without ever executing code from it.
@@ -292,10 +327,13 @@ def load_checkpoint_file(path: str | os.PathLike) -> Any:
             raise _corrupt(shown, "incomplete zip archive")
         try:
             with zipfile.ZipFile(shown) as zf:
+                check_archive_size(zf, size, shown)  # before anything is extracted
                 names = zf.namelist()
                 pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
                 for name in pickles:
                     zf.read(name)  # small; reading it whole verifies its CRC (torch does not)
+        except CheckpointError:
+            raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise _corrupt(shown, str(exc) or type(exc).__name__) from None
         if not pickles:
@@ -447,7 +485,7 @@ def parse_official_checkpoint(raw: Any, path: str | os.PathLike) -> dict:
                 f"download the checkpoint again"
             )
         config_src = state["_config"]
-        extra = {k: _to_plain(v, f"config.{k}", strict=False) for k, v in state.items() if k != "_config"}
+        extra = {k: v for k, v in state.items() if k != "_config"}
     elif isinstance(cfg, Mapping):
         config_src = cfg
     else:
@@ -457,6 +495,10 @@ def parse_official_checkpoint(raw: Any, path: str | os.PathLike) -> dict:
         )
     try:
         config = _to_plain(config_src, "config", strict=True)
+        extra = {k: _to_plain(v, f"config.{k}", strict=False) for k, v in extra.items()}
+    except RecursionError:
+        raise CheckpointError(f"{shown} has a 'config' nested too deeply to be a training config; the file is "
+                              "damaged or crafted") from None
     except _NotPlain as exc:
         raise CheckpointError(
             f"{shown} has a malformed 'config': {exc.where} is {type(exc.value).__name__}, not a JSON "

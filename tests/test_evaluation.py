@@ -247,10 +247,12 @@ def test_load_torchscript_only_accepts_torchscript(tmp_path):
     x = torch.rand(2, 3, SIZE, SIZE)
     net(x)
     torch.jit.trace(net, x).save(str(tmp_path / "d.ts"))
-    loaded = M.load_torchscript(tmp_path / "d.ts")
+    with pytest.raises(MetricError, match="TorchScript file.*runs code.*--trust_code"):
+        M.load_torchscript(tmp_path / "d.ts")  # running a file's code needs the user's explicit trust
+    loaded = M.load_torchscript(tmp_path / "d.ts", trust_code=True)
     assert loaded is not None and not loaded.training
     torch.testing.assert_close(loaded(x), net(x))
-    torch.testing.assert_close(load_discriminator(tmp_path / "d.ts")(x), net(x))  # IFG's TorchScript route
+    torch.testing.assert_close(load_discriminator(tmp_path / "d.ts", trust_code=True)(x), net(x))  # IFG's route
     torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
     assert M.load_torchscript(tmp_path / "plain.pt") is None
 

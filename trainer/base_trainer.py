@@ -17,6 +17,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model.checkpoint import atomic_save
+from utils.errors import ConfigError
 
 from .config import TrainConfig
 
@@ -113,7 +114,7 @@ class BaseTrainer:
         t = self.cfg.trainer
         steps = self.steps_per_epoch()
         if steps < 1:
-            raise ValueError("the training set is smaller than one batch; lower --bz or add images")
+            raise ConfigError("the training set is smaller than one batch; lower --bz or add images")
         total = self.total_iterations()
         self.logger.info(f"training {self.cfg.exp_id}: {total} iterations ({steps} per epoch), "
                          f"world size {self.dist.world_size}, device {self.device}, run dir {self.run_dir}")
@@ -170,7 +171,10 @@ class BaseTrainer:
             if self.writer is not None:
                 for k, v in logs.items():
                     self.writer.add_scalar(f"val/{k}", v, self.iteration)
-            if self.monitor_mode is not None and self.monitor_metric in logs:
+            if self.monitor_mode is not None and self.monitor_metric not in logs:
+                raise ConfigError(f"trainer.monitor names '{self.monitor_metric}', which validation does not report "
+                                  f"(it reports {', '.join(logs)})")
+            if self.monitor_mode is not None:
                 value = logs[self.monitor_metric]
                 better = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
                 if better:
@@ -187,8 +191,7 @@ class BaseTrainer:
             "iteration": self.iteration,
             "epoch": self.epoch,
             "monitor_best": self.monitor_best,
-            "run_dir": str(self.run_dir),
-            "log_dir": str(self.log_dir),
+            "run_id": self.run_dir.name,  # resume derives its folders from the save dir, exp id and run id
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         })

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,49 @@ from data_loader.registry import DatasetSpec, parse_dataset_spec
 from model.config import ModelConfig, build_model_config
 from utils.config import build
 from utils.errors import ConfigError
+
+
+# ------------------------------------------------------------------------------ value ranges
+#: What :meth:`trainer.iafaces_trainer.IAFacesTrainer.validate` reports: the metrics ``monitor`` may name.
+VALIDATION_METRICS = ("avg_mse", "psnr")
+MAX_CONFIG_DEPTH = 32
+
+
+def check_range(where: str, value, lo=None, hi=None, lo_open: bool = False, optional: bool = False) -> None:
+    """ConfigError naming ``where`` and the allowed range unless ``value`` is a finite number in
+    it (``lo_open``: ``> lo`` instead of ``>= lo``; ``optional``: null allowed)."""
+    if value is None and optional:
+        return
+    parts = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
+    rng = " and ".join(p for p in parts if p) or "finite"
+    kind = "an integer" if isinstance(value, int) and not isinstance(value, float) else "a number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
+    if not ok:
+        raise ConfigError(f"{where} must be {kind} {rng}{' or null' if optional else ''}, got {value!r}")
+
+
+def check_plain_name(value, where: str) -> str:
+    """ConfigError unless ``value`` is a plain folder name: no path separators, not ``.``/``..``,
+    no control characters, at most 128 characters."""
+    if (not isinstance(value, str) or value in ("", ".", "..") or len(value) > 128
+            or any(c in value for c in "/\\:") or any(ord(c) < 32 for c in value)):
+        raise ConfigError(f"{where} must be a plain folder name (no '/', '\\', ':', not '.' or '..', at most 128 "
+                          f"characters), got {value!r}")
+    return value
+
+
+def check_depth(data, where: str, limit: int = MAX_CONFIG_DEPTH) -> None:
+    """ConfigError when JSON data nests deeper than ``limit`` levels (iterative: no recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise ConfigError(f"{where} nests deeper than {limit} levels; a training config is flat")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
 
 
 @dataclass
@@ -39,6 +83,16 @@ class DataLoaderConfig:
     mask_width: Optional[int] = None
     mask_size: Optional[int] = None
 
+    def __post_init__(self):
+        check_range("data_loader.batch_size", self.batch_size, 1)
+        check_range("data_loader.num_workers", self.num_workers, 0, 256)
+        check_range("data_loader.num_samples", self.num_samples, -1)
+        check_range("data_loader.num_val_samples", self.num_val_samples, -1)
+        check_range("data_loader.flip_p", self.flip_p, 0, 1)
+        check_range("data_loader.mask_p", self.mask_p, 0, 1, optional=True)
+        check_range("data_loader.mask_width", self.mask_width, 1, optional=True)
+        check_range("data_loader.mask_size", self.mask_size, 1, optional=True)
+
 
 @dataclass
 class LossConfig:
@@ -60,11 +114,16 @@ class LossConfig:
             raise ConfigError("loss.lpips_backbone must be 'pretrained' or 'random'")
         if self.d_reg_every < 1:
             raise ConfigError("loss.d_reg_every must be >= 1")
+        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1"):
+            check_range(f"loss.{name}", getattr(self, name), 0)
 
 
 @dataclass
 class OptimizerConfig:
     lr: float = 0.002
+
+    def __post_init__(self):
+        check_range("lr", self.lr, 0, lo_open=True)  # parse_config prefixes the block name
 
 
 @dataclass
@@ -104,6 +163,18 @@ class TrainerConfig:
         if self.monitor not in ("off",) and (len(self.monitor.split()) != 2 or
                                              self.monitor.split()[0] not in ("min", "max")):
             raise ConfigError("trainer.monitor must look like 'min avg_mse' or be 'off'")
+        if self.monitor != "off" and self.monitor.split()[1] not in VALIDATION_METRICS:
+            raise ConfigError(f"trainer.monitor names the unknown metric '{self.monitor.split()[1]}'; validation "
+                              f"reports {', '.join(VALIDATION_METRICS)}")
+        check_range("trainer.epochs", self.epochs, 1)
+        check_range("trainer.iters", self.iters, 0, optional=True)
+        for name in ("update_ckpt", "save_period", "val_period", "vis_period", "vis_img_num"):
+            check_range(f"trainer.{name}", getattr(self, name), 0)
+        check_range("trainer.log_period", self.log_period, 1)
+        check_range("trainer.verbosity", self.verbosity, 0, 2)
+        check_range("trainer.ema_half_life_kimg", self.ema_half_life_kimg, 0, lo_open=True)
+        if not self.save_dir:
+            raise ConfigError("trainer.save_dir must be a folder path, got an empty string")
 
 
 SCHEDULERS = ("ExponentialLR",)
@@ -127,6 +198,10 @@ class TrainConfig:
     lr_scheduler_D: Optional[Spec] = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     description: str = ""
+
+    def __post_init__(self):
+        check_plain_name(self.exp_id, "exp_id")
+        check_range("seed", self.seed, 0, 2 ** 32 - 1)
 
     def model_config(self) -> ModelConfig:
         for spec, name in ((self.encoder, "Encoder"), (self.generator, "Generator"),
@@ -155,10 +230,16 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
     model it builds."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object")
+    check_depth(data, where)
     kwargs = dict(data)
     for key, value in data.items():
         if key in _BLOCKS and value is not None:
-            kwargs[key] = build(_BLOCKS[key], value, key)
+            try:
+                kwargs[key] = build(_BLOCKS[key], value, key)
+            except ConfigError as e:
+                if key.startswith("optimizer_") and str(e).startswith("lr "):
+                    raise ConfigError(f"{key}.{e}") from None
+                raise
     if "data_set" in data:
         kwargs["data_set"] = parse_dataset_spec(data["data_set"])
     cfg = build(TrainConfig, kwargs, where)
@@ -166,8 +247,29 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
         spec = getattr(cfg, key)
         if spec is not None and spec.type not in SCHEDULERS:
             raise ConfigError(f"{where}: {key}.type '{spec.type}' unknown; valid: {', '.join(SCHEDULERS)}")
-    cfg.model_config()  # fail early on bad model arguments
+    size = cfg.model_config().encoder.size  # fails early on bad model arguments
+    data_size = dataset_image_size(cfg.data_set)
+    if data_size is not None and data_size != size:
+        key = "size" if cfg.data_set.type == "SynthFaces" else "image_size"
+        raise ConfigError(f"{where}: data_set.args.{key} is {data_size} but the model is {size} px; they must be "
+                          "equal")
     return cfg
+
+
+def dataset_image_size(spec: DatasetSpec) -> Optional[int]:
+    """The image size a data set block yields (SynthFaces: its size or the data set's default)."""
+    args = spec.args
+    if spec.type == "SynthFaces":
+        if args.size is not None:
+            return args.size
+        import inspect
+        from data_loader.synthfaces import SynthFacesDataset
+        return inspect.signature(SynthFacesDataset).parameters["size"].default
+    size = getattr(args, "image_size", None)
+    if size is None:
+        return None
+    from data_loader.image_datasets import parse_image_size
+    return parse_image_size(size)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -179,4 +281,8 @@ def load_config(path: str | Path) -> TrainConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels; a training config is flat") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
+        raise ConfigError(f"cannot read config {path}: {e.__class__.__name__}") from None
     return parse_config(data, str(path))

@@ -3,6 +3,7 @@ parsing with one-line errors; progress bars on stderr."""
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import sys
 from typing import Callable
@@ -14,6 +15,20 @@ from utils.malloc import tune_malloc
 
 #: Exception types that describe bad user input rather than bugs.
 USER_ERRORS: tuple[type, ...] = (UserError, FileNotFoundError)
+#: OSError numbers that describe the user's paths, permissions or disk rather than a bug.
+USER_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOENT", "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT",
+                                                     "ENOTDIR", "EISDIR", "EEXIST", "ENAMETOOLONG")
+                        if hasattr(errno, n))
+
+
+#: Help of the ``--trust_code`` flags (TorchScript metric networks).
+TRUST_CODE_HELP = ("load TorchScript metric networks (--arcface, --discriminator): this RUNS CODE stored in the file "
+                   "(it can read, write or delete your files); use only with files from a source you trust")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else e.__class__.__name__
 
 
 def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
@@ -25,8 +40,12 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
         try:
             code = fn(*args, **kwargs)
         except USER_ERRORS as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            print(f"error: {msg}", file=sys.stderr)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            if e.errno not in USER_ERRNOS:
+                raise
+            print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

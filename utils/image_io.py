@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from utils.errors import ImageError
@@ -16,21 +16,93 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PathLike = Union[str, os.PathLike]
 
 
+#: Alpha modes: composited over white.
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def max_image_pixels() -> Optional[int]:
+    """The largest image (width x height) read: PIL's decompression-bomb limit (None: no limit)."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _integer_top(im: Image.Image, fmt: Optional[str], tags) -> int:
+    """The white level of a single-channel integer image (mode ``I`` or ``I;16*``): from the file's
+    bit depth and signedness (TIFF tags; 16-bit PNG), else the full range of its mode."""
+    if im.mode.startswith("I;16"):
+        return 65535
+    bits, signed = 32, True
+    if fmt == "PNG":
+        bits, signed = 16, False
+    elif fmt == "TIFF" and tags is not None:
+        b, f = tags.get(258, (32,)), tags.get(339, (2,))
+        bits = int(b[0] if isinstance(b, tuple) else b)
+        signed = (f[0] if isinstance(f, tuple) else f) == 2
+    return 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+
+
+def _deep_to_l(im: Image.Image, path: Path, fmt: Optional[str] = None, tags=None) -> Image.Image:
+    """A 16/32-bit integer or float grayscale image as 8-bit ``L`` over its real range: integers
+    from 0 to the white level of their bit depth, floats over [0, 1]; NaN/inf and floats outside
+    [0, 1] are errors."""
+    a = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        if not np.isfinite(a).all():
+            raise ImageError(f"cannot read image {path}: it holds NaN or infinite values")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ImageError(f"cannot read image {path}: a float image must hold values in [0, 1], this one holds "
+                             f"[{lo:g}, {hi:g}]; convert it to 8 or 16 bits")
+        a = a * 255.0
+    else:
+        top = _integer_top(im, fmt, tags)
+        a = np.clip(a, 0, top) * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(im: Image.Image, path: PathLike = "image") -> Image.Image:
+    """A loaded PIL image as 8-bit RGB, as a viewer shows it: EXIF orientation applied; alpha
+    composited over white; 16/32-bit and float grayscale scaled from their real range (see
+    :func:`_deep_to_l`); palette, CMYK, YCbCr and 1-bit converted by PIL."""
+    fmt, tags = im.format, getattr(im, "tag_v2", None)  # the transposed copy has neither
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception as e:  # noqa: BLE001 - any malformed EXIF block
+        raise ImageError(f"cannot read image {path}: corrupt EXIF data ({e.__class__.__name__}); "
+                         "replace or remove the file") from None
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        im = _deep_to_l(im, Path(path), fmt, tags)
+    if im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    try:
+        return im.convert("RGB")
+    except ValueError:
+        raise ImageError(f"cannot read image {path}: its colour mode {im.mode} is not supported; "
+                         "convert it to RGB") from None
+
+
 def open_rgb(path: PathLike) -> Image.Image:
-    """Open an image file as RGB (grayscale, palette and RGBA are converted; alpha is dropped
-    over white). Raises ImageError naming the file."""
+    """Open an image file as 8-bit RGB, as a viewer shows it (:func:`to_rgb`). Raises ImageError
+    naming the file: missing, not an image, corrupt, or larger than :func:`max_image_pixels`
+    (checked from the header, before decoding)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
+    limit = max_image_pixels()
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if limit is not None and w * h > limit:
+                raise Image.DecompressionBombError(f"{w}x{h} px")
             im.load()
-            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            return to_rgb(im, path)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"cannot read image {path}: too large ({str(e).split(',')[0]}); images above {limit} px "
+                         "are refused as possible decompression bombs; resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"cannot read image {path}: not an image or corrupt ({e.__class__.__name__}); "
                          "replace or remove the file") from None
 
@@ -102,6 +174,9 @@ def tensor_to_uint8(x: Tensor) -> np.ndarray:
     """[3, H, W] (or [B, 3, H, W] with B = 1) in [-1, 1] -> uint8 [H, W, 3]."""
     if x.ndim == 4:
         x = x[0]
+    if not bool(torch.isfinite(x).all()):
+        raise ImageError("an image to write holds NaN or infinite values (the network's output is not finite; "
+                         "its weights may be corrupt)")
     x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(1, 2, 0).numpy()
 

@@ -1,6 +1,6 @@
 """Command line of SynthFaces.
 
-    python -m data_loader.synthfaces --out DIR --num N [--size S] [--seed K] [--workers W]
+    python -m data_loader.synthfaces --out DIR --num N [--size S] [--seed K] [--workers W] [--overwrite]
     python -m data_loader.synthfaces --benchmark [--bench-seconds T]
     python -m data_loader.synthfaces --contact-sheet docs/synthfaces.png
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="image size, a power of two in 32..1024 (default 256)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="export processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="export into a non-empty --out folder, replacing its "
+                   "data set files (default: refused)")
     p.add_argument("--bench-seconds", type=float, default=3.0, help="seconds per benchmark size (default 3)")
     return p
 
@@ -180,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             contact_sheet(a.contact_sheet, seed=a.seed)
             print(f"wrote {a.contact_sheet}")
         else:
-            export(a.out, a.num, a.size, a.seed, a.workers)
+            export(a.out, a.num, a.size, a.seed, a.workers, overwrite=a.overwrite)
             print(f"wrote {a.num} images of {a.size} px to {a.out}")
     except _UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -33,7 +33,12 @@ def export_splits(num: int) -> dict[str, range]:
             "test": range(n_train + n_val, num)}
 
 
-def _prepare_out_dir(out: str) -> None:
+def _prepare_out_dir(out: str, overwrite: bool = False) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"output directory '{out}' is a file; choose a folder")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise UsageError(f"output directory '{out}' is not empty; choose an empty or new folder, or pass --overwrite "
+                         "to replace the data set files in it")
     try:
         os.makedirs(os.path.join(out, "images"), exist_ok=True)
         probe = os.path.join(out, ".write_test")
@@ -51,9 +56,11 @@ def _export_one(job):
     return idx, f.to_dict(), attribute_vector(f)
 
 
-def export(out: str, num: int, size: int, seed: int, workers: int = 1, progress: bool = True) -> None:
-    """Write ``num`` faces in the CelebA-HQ layout (see module docs of ``data_loader.attributes``)."""
-    _prepare_out_dir(out)
+def export(out: str, num: int, size: int, seed: int, workers: int = 1, progress: bool = True,
+           overwrite: bool = False) -> None:
+    """Write ``num`` faces in the CelebA-HQ layout (see module docs of ``data_loader.attributes``)
+    into ``out``, which must be new or empty unless ``overwrite``."""
+    _prepare_out_dir(out, overwrite)
     jobs = [(seed, i, size, out) for i in range(num)]
     factors, attrs = {}, {}
     bar = tqdm(total=num, desc="synthfaces export", unit="img", disable=not progress)
