@@ -411,3 +411,9 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     logs = tr.train_step(batch)
     assert all(math.isfinite(v) for v in logs.values())
     assert any(not torch.equal(a, b) for a, b in zip(g0, tr.G.parameters()))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.json")), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    cfg.model_config()
