@@ -99,8 +99,11 @@ def measure_training(config: Path, dev: torch.device, steps: int, overrides: Opt
                             Path(tmp) / "run", Path(tmp) / "log", dev)
         batches = iter(tr.epoch_batches(0, 0))
         batch = next(batches)
-        # A step past gan_start, where the discriminator runs too (the costlier kind of step).
+        # A step past gan_start, where the discriminator runs too (the costlier kind of step), and
+        # not a lazy-R1 step (1 in d_reg_every; the FLOP counter cannot follow its double backward).
         tr.iteration = max(cfg.loss.gan_start, 1)
+        if (tr.iteration + 1) % cfg.loss.d_reg_every == 0:
+            tr.iteration += 1
 
         def step():
             tr.train_step(batch)

@@ -506,3 +506,23 @@ def test_boundary_from_id_lists(work, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{int(pos[0])}.jpg" in err[0]
     assert attr_manipulation.main(argv[:-2] + ["--pos_list", "x.txt"]) == 2
+
+
+def test_bf16_precision_is_close_to_fp32():
+    import copy
+
+    from editing import Editor, EditingError
+    from model import build_model_config, build_networks
+
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces_cam", encoder={"size": 32, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                                     "content_channels": 32, "comp_dim": 16},
+                             generator={"channel_base": 512, "channel_max": 32})
+    E, G, _ = build_networks(cfg, discriminator=False)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    a = Editor(E, G, torch.device("cpu")).reconstruct(x)
+    b = Editor(copy.deepcopy(E), copy.deepcopy(G), torch.device("cpu"), precision="bf16").reconstruct(x)
+    assert a.dtype == b.dtype == torch.float32
+    assert not torch.equal(a, b) and (a - b).abs().max() < 0.1
+    with pytest.raises(EditingError, match="precision"):
+        Editor(E, G, torch.device("cpu"), precision="fp8")

@@ -417,3 +417,23 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path):
 def test_every_shipped_config_is_valid(path):
     cfg = load_config(path)
     cfg.model_config()
+
+
+def test_speed_report_counts_flops_and_shares(tmp_path, capsys):
+    from evaluation import speed
+
+    torch.set_num_threads(1)
+    cfg_path = write_config(tmp_path, trainer={**TINY["trainer"], "amp": "bf16", "channels_last": True},
+                            loss={**TINY["loss"], "g_loss_weight": 0.1, "gan_start": 0})
+    train = speed.measure_training(cfg_path, torch.device("cpu"), steps=1)
+    assert train["amp"] == "bf16" and train["channels_last"] and train["gflop"] > 0 and train["seconds"] > 0
+    fwd = speed.measure_forward("iafaces", torch.device("cpu"), batch=1, repeats=1, bf16=False)
+    fwd_bf16 = speed.measure_forward("iafaces", torch.device("cpu"), batch=1, repeats=1, bf16=True)
+    assert fwd["gflop"] == pytest.approx(fwd_bf16["gflop"]) and fwd["gflop"] > 0.01
+    peaks = {"fp32": {"conv_gflops": 100.0, "matmul_gflops": 50.0, "peak_gflops": 100.0},
+             "bf16": {"conv_gflops": 200.0, "matmul_gflops": 100.0, "peak_gflops": 200.0}}
+    text = speed.report({"device": "cpu", "threads": 1, "peaks": peaks, "train": [train], "forward": [fwd]})
+    assert f"{train['gflops'] / 200:.0%} of the bf16 peak" in text
+    assert f"{fwd['gflops'] / 100:.0%} of the fp32 peak" in text
+    assert speed.main(["--parts", "peaks,sprint"]) == 2
+    assert "unknown part(s) sprint" in capsys.readouterr().err
