@@ -9,6 +9,8 @@ import math
 from functools import lru_cache
 from typing import Sequence, Union
 
+import torch
+
 from utils.errors import ComponentError
 
 COMPONENTS: tuple[str, ...] = ("l_eye", "r_eye", "nose", "mouth")
@@ -93,3 +95,11 @@ def component_label(spec: ComponentSpec) -> str:
     if isinstance(spec, str):
         return "+".join(p.strip() for p in spec.split(",") if p.strip())
     return "+".join(COMPONENTS[i] for i in component_indices(spec))
+
+
+def component_box_mask(size: int) -> torch.Tensor:
+    """float [1, 1, S, S]: 1 inside any of the four component boxes at ``size`` px, else 0."""
+    m = torch.zeros(1, 1, size, size)
+    for x0, y0, x1, y1 in boxes_at(size):
+        m[..., y0:y1, x0:x1] = 1
+    return m

@@ -437,3 +437,20 @@ def test_speed_report_counts_flops_and_shares(tmp_path, capsys):
     assert f"{fwd['gflops'] / 100:.0%} of the fp32 peak" in text
     assert speed.main(["--parts", "peaks,sprint"]) == 2
     assert "unknown part(s) sprint" in capsys.readouterr().err
+
+
+def test_box_l1_weight_adds_the_in_box_error(tmp_path):
+    from model.boxes import boxes_at, component_box_mask
+
+    m = component_box_mask(32)
+    assert m.shape == (1, 1, 32, 32) and m.sum() > 0
+    x0, y0, x1, y1 = boxes_at(32)[3]
+    assert m[0, 0, y0:y1, x0:x1].min() == 1 and m[0, 0, 0, 0] == 0
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "g_loss_weight": 0.0, "box_l1_weight": 2.0})
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 0
+    logs = tr.train_step(batch)
+    assert logs["box_l1"] > 0 and logs["loss_g"] == pytest.approx(logs["l1"] + 2.0 * logs["box_l1"], rel=1e-5)
+    with pytest.raises(Exception, match="box_l1_weight"):
+        load_config(write_config(tmp_path, loss={**TINY["loss"], "box_l1_weight": -1}))

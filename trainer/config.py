@@ -104,6 +104,9 @@ class LossConfig:
     r1: float = 10.0
     # The adversarial terms (and the D step) start after this many iterations (0: from the start).
     gan_start: int = 0
+    # Extra L1 inside the component boxes (mean over the boxes' pixels), so that the few pixels a
+    # component covers weigh enough to make the decoder read its embedding (0: off, as the release).
+    box_l1_weight: float = 0.0
     # LPIPS backbone: "pretrained" (torchvision VGG16 weights, local file required) or "random"
     # (tests only). ``lpips_vgg_weights`` points to a local vgg16 state_dict file.
     lpips_backbone: str = "pretrained"
@@ -114,7 +117,7 @@ class LossConfig:
             raise ConfigError("loss.lpips_backbone must be 'pretrained' or 'random'")
         if self.d_reg_every < 1:
             raise ConfigError("loss.d_reg_every must be >= 1")
-        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1"):
+        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1", "box_l1_weight"):
             check_range(f"loss.{name}", getattr(self, name), 0)
 
 

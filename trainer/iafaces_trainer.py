@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import build_networks
+from model.boxes import component_box_mask
 from model.checkpoint import pack_checkpoint
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
@@ -116,6 +117,7 @@ class IAFacesTrainer(BaseTrainer):
         self.ema_decay = 0.5 ** (32 / (cfg.trainer.ema_half_life_kimg * 1000))
         self.noise_mode = self.model_config.generator.train_noise
         self.amp = cfg.trainer.amp == "bf16"
+        self.box_mask = component_box_mask(self.model_config.encoder.size).to(device)  # [1, 1, S, S]
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
         from data_loader.masks import mask_settings
@@ -167,6 +169,10 @@ class IAFacesTrainer(BaseTrainer):
         l1 = (fake - x).abs().mean()
         loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
         logs["l1"], logs["g_adv"] = l1.item(), adv.item()
+        if L.box_l1_weight > 0:
+            box_l1 = ((fake - x).abs() * self.box_mask).sum() / (self.box_mask.sum() * x.shape[0] * x.shape[1])
+            loss_g = loss_g + L.box_l1_weight * box_l1
+            logs["box_l1"] = box_l1.item()
         if self.perceptual is not None:
             p = self.perceptual(fake, x)
             loss_g = loss_g + L.p_loss_weight * p
