@@ -86,6 +86,20 @@ class DlibMissingError(AlignError):
 
 
 # ------------------------------------------------------------------------------------- recipes
+def _data_names(config: Union[Mapping[str, Any], str, None], keys: tuple[str, ...]) -> list[str]:
+    """The names that identify a checkpoint's training data: ``config`` itself when it is a string,
+    else its ``data_set.type`` and the string values of ``keys``."""
+    if isinstance(config, str):
+        return [config]
+    names: list[str] = []
+    if isinstance(config, Mapping):
+        ds = config.get("data_set")
+        if isinstance(ds, Mapping) and isinstance(ds.get("type"), str):
+            names.append(ds["type"])
+        names += [config[k] for k in keys if isinstance(config.get(k), str)]
+    return names
+
+
 def recipe_for(config: Union[Mapping[str, Any], str, None] = None, size: Optional[int] = None) -> str:
     """Alignment recipe of a checkpoint's training data: ``"ffhq"`` or ``"celebahq"``.
 
@@ -93,17 +107,7 @@ def recipe_for(config: Union[Mapping[str, Any], str, None] = None, size: Optiona
     ``exp_id`` are read) or a data set name (``"CelebAHQDataset"``, ``"ffhq"``, ``"SynthFaces"``).
     CelebA-HQ data -> ``celebahq``; FFHQ and SynthFaces -> ``ffhq``. Unknown data: ``celebahq`` for
     256-px models (the CelebA-HQ release), ``ffhq`` otherwise."""
-    names: list[str] = []
-    if isinstance(config, str):
-        names.append(config)
-    elif isinstance(config, Mapping):
-        ds = config.get("data_set")
-        if isinstance(ds, Mapping) and isinstance(ds.get("type"), str):
-            names.append(ds["type"])
-        for key in ("data_name", "exp_id", "name"):
-            if isinstance(config.get(key), str):
-                names.append(config[key])
-    for n in names:
+    for n in _data_names(config, ("data_name", "exp_id", "name")):
         n = n.lower().replace("-", "").replace("_", "")
         if "celeba" in n:
             return "celebahq"
@@ -115,16 +119,7 @@ def recipe_for(config: Union[Mapping[str, Any], str, None] = None, size: Optiona
 def aligned_size_for(config: Union[Mapping[str, Any], str, None], size: int) -> int:
     """The size the recipe renders before the loader's resize to ``size``: 1024 for models trained
     on the 1024-px CelebA-HQ / FFHQ images, otherwise the model size (SynthFaces renders at it)."""
-    names: list[str] = []
-    if isinstance(config, str):
-        names.append(config)
-    elif isinstance(config, Mapping):
-        ds = config.get("data_set")
-        if isinstance(ds, Mapping) and isinstance(ds.get("type"), str):
-            names.append(ds["type"])
-        for key in ("data_name", "exp_id"):
-            if isinstance(config.get(key), str):
-                names.append(config[key])
+    names = _data_names(config, ("data_name", "exp_id"))
     real = any(("celeba" in n.lower() or "ffhq" in n.lower()) for n in names)
     return max(REFERENCE_SIZE, size) if real else size
 
