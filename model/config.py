@@ -18,6 +18,7 @@ from .boxes import COMPONENTS, check_boxes_nonempty
 CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
 CONTENT_INPUTS = ("image", "outside_components", "fill_components")
+COMPONENT_INPUTS = ("features", "crops")
 
 
 def _is_pow2(n: int) -> bool:
@@ -29,7 +30,13 @@ class EncoderConfig:
     """Encoder: a downsampling residual trunk to ``feat_size``; a content head (one more
     downsampling block -> ``content_channels`` x feat_size/2); component embeddings cropped at
     the ``feat_size`` boxes, optionally after a component head block (``component_channels``)
-    that sees the unmasked image (the official 1024-px design)."""
+    that sees the unmasked image (the official 1024-px design).
+
+    ``component_input``: ``features`` (official: the embeddings are cropped from the trunk's
+    feature map, whose cells see far beyond their box) or ``crops`` (each embedding comes from a
+    small network that sees only its own image box, resized to ``crop_size`` and taken relative to
+    the mean colour of the one-pixel ring around the box, so it carries the component's shape and
+    not the skin colour; ``crop_channels`` is its first width)."""
     size: int = 256
     channel: int = 32
     channel_max: int = 512
@@ -38,11 +45,19 @@ class EncoderConfig:
     comp_dim: int = 256
     component_channels: Optional[int] = None
     content_input: str = "image"
+    component_input: str = "features"
+    crop_size: int = 16
+    crop_channels: int = 32
 
     def __post_init__(self):
         check_types(self, "encoder")
         if self.content_input not in CONTENT_INPUTS:
             raise ConfigError(f"encoder.content_input must be one of {CONTENT_INPUTS}, got {self.content_input!r}")
+        if self.component_input not in COMPONENT_INPUTS:
+            raise ConfigError(
+                f"encoder.component_input must be one of {COMPONENT_INPUTS}, got {self.component_input!r}")
+        if not _is_pow2(self.crop_size) or not 8 <= self.crop_size <= 64:
+            raise ConfigError(f"encoder.crop_size must be a power of two in [8, 64], got {self.crop_size}")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"encoder.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.feat_size) or self.feat_size > self.size // 2:
@@ -52,7 +67,7 @@ class EncoderConfig:
             check_boxes_nonempty(self.feat_size)
         except ValueError as e:
             raise ConfigError(f"encoder.feat_size={self.feat_size}: {e}") from None
-        for name in ("channel", "channel_max", "content_channels", "comp_dim"):
+        for name in ("channel", "channel_max", "content_channels", "comp_dim", "crop_channels"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"encoder.{name} must be positive")
 
@@ -77,7 +92,9 @@ class GeneratorConfig:
     CAM-1024) or drops it (official CAM-256). ``cam_placement``: ``aligned`` boxes at each conv's
     input resolution, or ``official`` (CAM-256 release: after the first upsampling conv, boxes of
     half the input resolution). On grids below 8x8 a box can be empty (the mouth at 4x4); such
-    a layer carries no CAM for that component."""
+    a layer carries no CAM for that component. ``component_paint`` (0: off, the release) is a
+    resolution at which each component embedding is also decoded by a linear layer into a feature
+    patch added inside its box, a direct spatial path from an embedding to its component."""
     size: int = 256
     content_size: int = 8
     content_channels: int = 512
@@ -90,9 +107,13 @@ class GeneratorConfig:
     cam_modulated: bool = True
     cam_placement: str = "aligned"
     train_noise: str = "random"
+    component_paint: int = 0
 
     def __post_init__(self):
         check_types(self, "generator")
+        if self.component_paint and self.component_paint not in [self.content_size, *self.resolutions]:
+            raise ConfigError(f"generator.component_paint must be 0 (off) or one of the synthesis resolutions "
+                              f"{[self.content_size, *self.resolutions]}, got {self.component_paint}")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"generator.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.content_size) or self.content_size >= self.size:

@@ -8,6 +8,7 @@ from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from .boxes import boxes_at
@@ -36,6 +37,21 @@ def build_trunk(cfg: EncoderConfig) -> nn.Sequential:
     return nn.Sequential(*trunk)
 
 
+def build_crop_net(cfg: EncoderConfig) -> nn.Sequential:
+    """Crop [B, 3, c, c] -> embedding [B, comp_dim]: a 1x1 stem, downsampling residual blocks to
+    4x4, an equalized linear layer, then a layer norm without parameters, so that embeddings of
+    different faces differ by O(1) from the first step (a crop is mostly skin: without it they
+    start within a few hundredths of each other and the decoder learns to read them slowly)."""
+    ch, res = cfg.crop_channels, cfg.crop_size
+    layers = [ConvLayer(3, ch, 1)]
+    while res > 4:
+        nxt = min(ch * 2, cfg.channel_max)
+        layers.append(ResBlock(ch, nxt, downsample=True, padding="reflect"))
+        ch, res = nxt, res // 2
+    layers += [nn.Flatten(1), EqualLinear(ch * 16, cfg.comp_dim), nn.LayerNorm(cfg.comp_dim, elementwise_affine=False)]
+    return nn.Sequential(*layers)
+
+
 class Encoder(nn.Module):
     """Image -> (content [B, Cc, fs/2, fs/2], components [B, 4, D])."""
 
@@ -51,22 +67,35 @@ class Encoder(nn.Module):
             self.component_head = ResBlock(ch[-1], cfg.component_channels, downsample=False, padding="reflect")
             comp_ch = cfg.component_channels
         self.boxes = boxes_at(cfg.feat_size)
-        dims = [comp_ch * (y1 - y0) * (x1 - x0) for x0, y0, x1, y1 in self.boxes]
-        # The two eyes share one projection: component i uses component_fc[max(0, i - 1)].
-        self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
-        if dims[0] != dims[1]:
-            raise ValueError("eye boxes differ in size; they must share one projection")
+        self.image_boxes = boxes_at(cfg.size)
+        if cfg.component_input == "crops":
+            # One crop network per kind of component (the eyes share one), as the eyes share
+            # their projection in the official design: component i uses crop_nets[max(0, i - 1)].
+            self.component_fc = None
+            self.crop_nets = nn.ModuleList(build_crop_net(cfg) for _ in range(3))
+        else:
+            self.crop_nets = None
+            dims = [comp_ch * (y1 - y0) * (x1 - x0) for x0, y0, x1, y1 in self.boxes]
+            # The two eyes share one projection: component i uses component_fc[max(0, i - 1)].
+            self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
+            if dims[0] != dims[1]:
+                raise ValueError("eye boxes differ in size; they must share one projection")
         # content_input: what the content branch sees of the component boxes (see EncoderConfig).
-        self.content_boxes = boxes_at(cfg.size) if cfg.content_input != "image" else None
+        self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)
         xm = x if mask is None else x * mask
+        rings = self.ring_means(xm) if (self.content_boxes is not None or self.crop_nets is not None) else None
+        if self.crop_nets is not None:
+            content_in = xm if self.content_boxes is None else self.content_view(xm, rings)
+            content = self.content_head(self.trunk(content_in))
+            return content, self.crop_components(xm, rings)
         feat = self.trunk(xm)
         if self.content_boxes is None:
             content = self.content_head(feat)
         else:
-            content = self.content_head(self.trunk(self.content_view(xm)))
+            content = self.content_head(self.trunk(self.content_view(xm, rings)))
         if self.component_head is not None:
             # Official 1024-px design: components come from the unmasked image.
             comp_feat = self.component_head(feat if mask is None else self.trunk(x))
@@ -78,24 +107,45 @@ class Encoder(nn.Module):
             comps.append(self.component_fc[max(0, i - 1)](crop))
         return content, torch.stack(comps, dim=1)
 
-    def content_view(self, x: Tensor) -> Tensor:
-        """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)
-        or filled with the mean colour of the one-pixel ring around it (``fill_components``), so
-        that the look of a component can only reach the decoder through its embedding."""
-        x = x.clone()
+    def ring_means(self, x: Tensor) -> Tensor:
+        """[B, 4, 3]: the mean colour of the one-pixel ring around each component's image box."""
         S = x.shape[-1]
-        for x0, y0, x1, y1 in self.content_boxes:
-            if self.cfg.content_input == "outside_components":
-                x[:, :, y0:y1, x0:x1] = 0
-                continue
+        out = []
+        for x0, y0, x1, y1 in self.image_boxes:
             a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
             ring = torch.ones(b1 - b0, a1 - a0, dtype=x.dtype, device=x.device)
             ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
-            mean = (x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1)
-            x[:, :, y0:y1, x0:x1] = mean[:, :, None, None]
+            out.append((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1))
+        return torch.stack(out, dim=1)
+
+    def content_view(self, x: Tensor, rings: Optional[Tensor] = None) -> Tensor:
+        """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)
+        or filled with the mean colour of the one-pixel ring around it (``fill_components``), so
+        that the look of a component can only reach the decoder through its embedding."""
+        if rings is None:
+            rings = self.ring_means(x)
+        x = x.clone()
+        for i, (x0, y0, x1, y1) in enumerate(self.content_boxes):
+            if self.cfg.content_input == "outside_components":
+                x[:, :, y0:y1, x0:x1] = 0
+            else:
+                x[:, :, y0:y1, x0:x1] = rings[:, i, :, None, None]
         return x
 
+    def crop_components(self, x: Tensor, rings: Tensor) -> Tensor:
+        """``component_input: crops``: [B, 4, D] from each component's own image box, relative to
+        its ring colour and resized to ``crop_size`` (bilinear)."""
+        cs = self.cfg.crop_size
+        comps = []
+        for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
+            crop = x[:, :, y0:y1, x0:x1] - rings[:, i, :, None, None]
+            crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
+            comps.append(self.crop_nets[max(0, i - 1)](crop))
+        return torch.stack(comps, dim=1)
+
     def official_entries(self) -> Iterator[Entry]:
+        if self.crop_nets is not None:
+            raise ValueError("component_input 'crops' has no counterpart in the official release")
         for i, layer in enumerate(self.trunk):
             yield from _prefixed(f"stem.{i}.", f"trunk.{i}.", layer.official_entries())
         # The 256-px release wraps the content block in an nn.Sequential, the 1024-px one does not.
@@ -133,6 +183,15 @@ class Generator(nn.Module):
         for j in range(cfg.num_noises):
             res = 2 ** ((j + 2 * (s0.bit_length() - 1) + 1) // 2)
             self.noises.register_buffer(f"noise_{j}", torch.randn(1, 1, res, res))
+        self.paint = None
+        if cfg.component_paint:
+            res = cfg.component_paint
+            boxes = boxes_at(res)
+            ch = c0 if res == s0 else cfg.channels(res)
+            # One linear painter per kind of component (the eyes share one, as in CAM).
+            self.paint = nn.ModuleList(EqualLinear(cfg.comp_dim, ch * (b[3] - b[1]) * (b[2] - b[0]))
+                                       for b in boxes[1:])
+            self.paint_boxes = boxes
         # CAM: for each synthesis conv, a map of which component owns each input pixel.
         if cfg.cam:
             for j, (in_res, box_fs) in enumerate(self.cam_geometry()):
@@ -185,15 +244,29 @@ class Generator(nn.Module):
             raise ValueError(f"noise must be a list of {cfg.num_noises} tensors, got {len(noise)}")
         owner = (lambda j: getattr(self, f"cam_owner_{j}")) if cfg.cam else (lambda j: None)
         x = self.conv1(content, style, components, noise[0], owner(0))
+        if cfg.component_paint == cfg.content_size:
+            x = self.paint_components(x, components)
         skip = self.to_rgb1(x, style)
         for b, to_rgb in enumerate(self.to_rgbs):
             k = 2 * b
             x = self.convs[k](x, style, components, noise[k + 1], owner(k + 1))
+            if cfg.component_paint == cfg.resolutions[b]:
+                x = self.paint_components(x, components)
             x = self.convs[k + 1](x, style, components, noise[k + 2], owner(k + 2))
             skip = to_rgb(x, style, skip)
         return skip
 
+    def paint_components(self, x: Tensor, components: Tensor) -> Tensor:
+        """``component_paint``: x [B, C, r, r] plus each component's decoded patch inside its box."""
+        x = x.clone()
+        for i, (x0, y0, x1, y1) in enumerate(self.paint_boxes):
+            patch = self.paint[max(0, i - 1)](components[:, i]).view(x.shape[0], -1, y1 - y0, x1 - x0)
+            x[:, :, y0:y1, x0:x1] = x[:, :, y0:y1, x0:x1] + patch.to(x.dtype)
+        return x
+
     def official_entries(self) -> Iterator[Entry]:
+        if self.paint is not None:
+            raise ValueError("component_paint has no counterpart in the official release")
         wrapped = self.cfg.cam and self.cfg.cam_modulated
         yield from _prefixed("conv1.", "conv1.", self.conv1.official_entries(wrapped))
         yield from _prefixed("to_rgb1.", "to_rgb1.", self.to_rgb1.official_entries())

@@ -390,3 +390,74 @@ def test_unknown_content_input_is_rejected():
     from model import build_model_config
     with pytest.raises(ConfigError, match="content_input"):
         build_model_config("iafaces", encoder={"size": 64, "content_input": "everything"})
+
+
+def test_crop_components_see_only_their_own_box():
+    """component_input: crops: a face and its copy with another mouth share content and the eye
+    and nose embeddings exactly; only the mouth embedding differs. A uniform colour shift of the
+    whole face leaves every embedding unchanged (crops are taken relative to the ring colour)."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model import build_model_config
+    from model.networks import Encoder
+
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces_cam", encoder={"size": 32, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                                     "content_channels": 32, "comp_dim": 16, "crop_size": 8,
+                                                     "crop_channels": 8, "content_input": "fill_components",
+                                                     "component_input": "crops"},
+                             generator={"channel_base": 512, "channel_max": 32})
+    E = Encoder(cfg.encoder).eval()
+    a, b = sf.sample_factors(0, 3), sf.sample_factors(0, 4)
+    x = render_batch([a, sf.transfer(a, b, "mouth")], 32)
+    with torch.no_grad():
+        content, comps = E(x)
+        _, shifted = E(x + 0.1)
+    assert torch.equal(content[0], content[1])
+    assert torch.equal(comps[0, :3], comps[1, :3])
+    assert not torch.allclose(comps[0, 3], comps[1, 3])
+    assert torch.allclose(shifted, comps, atol=1e-5)
+    with pytest.raises(ValueError, match="official"):
+        list(E.official_entries())
+
+
+def test_bad_component_input_and_crop_size_are_rejected():
+    from model import build_model_config
+    with pytest.raises(ConfigError, match="component_input"):
+        build_model_config("iafaces", encoder={"size": 64, "component_input": "pixels"})
+    with pytest.raises(ConfigError, match="crop_size"):
+        build_model_config("iafaces", encoder={"size": 64, "crop_size": 12})
+
+
+def test_component_paint_adds_patches_only_inside_the_boxes():
+    """generator.component_paint: each embedding is decoded into a patch inside its own box at
+    that resolution; outside the boxes the features are untouched, and changing one embedding
+    changes only its own box."""
+    from model import build_model_config
+    from model.networks import Generator
+
+    torch.manual_seed(0)
+    cfg = build_model_config("iafaces_cam", encoder={"size": 32, "channel": 8, "channel_max": 32, "feat_size": 8,
+                                                     "content_channels": 16, "comp_dim": 8},
+                             generator={"channel_base": 512, "channel_max": 32, "component_paint": 16})
+    G = Generator(cfg.generator).eval()
+    x = torch.randn(2, cfg.generator.channels(16), 16, 16)
+    comps = torch.randn(2, 4, 8)
+    out = G.paint_components(x, comps)
+    inside = torch.zeros(16, 16, dtype=torch.bool)
+    for x0, y0, x1, y1 in boxes_at(16):
+        inside[y0:y1, x0:x1] = True
+    assert torch.equal(out[..., ~inside], x[..., ~inside])
+    assert not torch.allclose(out[..., inside], x[..., inside])
+    other = comps.clone()
+    other[:, 3] += 1
+    diff = (G.paint_components(x, other) - out).abs().sum((0, 1)) > 0
+    x0, y0, x1, y1 = boxes_at(16)[3]
+    mouth = torch.zeros(16, 16, dtype=torch.bool)
+    mouth[y0:y1, x0:x1] = True
+    assert diff.any() and not (diff & ~mouth).any()
+    assert G(torch.randn(2, 16, 4, 4), comps).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="official"):
+        list(G.official_entries())
+    with pytest.raises(ConfigError, match="component_paint"):
+        build_model_config("iafaces_cam", encoder={"size": 32, "feat_size": 8}, generator={"component_paint": 24})

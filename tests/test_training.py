@@ -454,3 +454,43 @@ def test_box_l1_weight_adds_the_in_box_error(tmp_path):
     assert logs["box_l1"] > 0 and logs["loss_g"] == pytest.approx(logs["l1"] + 2.0 * logs["box_l1"], rel=1e-5)
     with pytest.raises(Exception, match="box_l1_weight"):
         load_config(write_config(tmp_path, loss={**TINY["loss"], "box_l1_weight": -1}))
+
+
+def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactual(tmp_path):
+    """loss.swap_weight: the pairs of an iteration depend on (seed, iteration) only; each truth is
+    the target with one component's factors from the reference (it differs from the target only
+    around that component); the step logs the swap loss and reaches the encoder through the
+    reference's embedding too."""
+    from data_loader.synthfaces.dataset import transfer_pairs
+    from model.boxes import COMPONENTS, boxes_at
+
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "g_loss_weight": 0, "swap_weight": 1.0, "swap_pairs": 3},
+                       encoder={"type": "Encoder", "args": {**TINY["encoder"]["args"], "component_input": "crops",
+                                                            "crop_size": 8, "content_input": "fill_components"}})
+    a, b = tr.swap.batch(7), tr.swap.batch(7)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], tr.swap.batch(8)[0])
+    target, reference, truth, comp = a
+    assert target.shape == truth.shape == (3, 3, 32, 32) and comp.shape == (3,)
+    for k in range(3):
+        x0, y0, x1, y1 = boxes_at(32)[int(comp[k])]
+        changed = (target[k] - truth[k]).abs().sum(0) > 0
+        outside = changed.clone()
+        outside[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = False
+        assert not outside.any(), COMPONENTS[int(comp[k])]
+    t2, r2, g2 = transfer_pairs(1, [0], [1], ["mouth"], 32)
+    assert not torch.equal(t2, g2) and not torch.equal(r2, g2)
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 7
+    logs = tr.train_step(batch)
+    assert logs["swap_l1"] > 0 and math.isfinite(logs["loss_g"])
+    assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"], rel=1e-5)
+
+
+def test_swap_weight_needs_synthfaces(tmp_path):
+    cfg = json.loads(json.dumps(TINY))
+    cfg["loss"]["swap_weight"] = 1.0
+    cfg["data_set"] = {"type": "ImageFolderDataset", "args": {"image_dir": str(tmp_path), "image_size": 32}}
+    with pytest.raises(ConfigError, match="swap_weight needs the SynthFaces"):
+        parse_config(cfg)

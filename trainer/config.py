@@ -107,6 +107,11 @@ class LossConfig:
     # Extra L1 inside the component boxes (mean over the boxes' pixels), so that the few pixels a
     # component covers weigh enough to make the decoder read its embedding (0: off, as the release).
     box_l1_weight: float = 0.0
+    # SynthFaces only: L1 between the decoded face of a target whose component embedding was
+    # swapped with a reference's and the rendered counterfactual (0: off, as the release; the
+    # release's data sets have no counterfactuals). ``swap_pairs`` pairs per iteration.
+    swap_weight: float = 0.0
+    swap_pairs: int = 8
     # LPIPS backbone: "pretrained" (torchvision VGG16 weights, local file required) or "random"
     # (tests only). ``lpips_vgg_weights`` points to a local vgg16 state_dict file.
     lpips_backbone: str = "pretrained"
@@ -117,16 +122,21 @@ class LossConfig:
             raise ConfigError("loss.lpips_backbone must be 'pretrained' or 'random'")
         if self.d_reg_every < 1:
             raise ConfigError("loss.d_reg_every must be >= 1")
-        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1", "box_l1_weight"):
+        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1", "box_l1_weight",
+                     "swap_weight"):
             check_range(f"loss.{name}", getattr(self, name), 0)
+        check_range("loss.swap_pairs", self.swap_pairs, 1, 1024)
 
 
 @dataclass
 class OptimizerConfig:
+    """Adam with the release's betas ``(beta1, 0.99)``; ``beta1`` 0 is the release's (no momentum)."""
     lr: float = 0.002
+    beta1: float = 0.0
 
     def __post_init__(self):
         check_range("lr", self.lr, 0, lo_open=True)  # parse_config prefixes the block name
+        check_range("beta1", self.beta1, 0, 0.999)
 
 
 @dataclass
@@ -250,6 +260,9 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
         spec = getattr(cfg, key)
         if spec is not None and spec.type not in SCHEDULERS:
             raise ConfigError(f"{where}: {key}.type '{spec.type}' unknown; valid: {', '.join(SCHEDULERS)}")
+    if cfg.loss.swap_weight > 0 and cfg.data_set.type != "SynthFaces":
+        raise ConfigError(f"{where}: loss.swap_weight needs the SynthFaces data set (it renders the counterfactual "
+                          f"faces), not {cfg.data_set.type}; set it to 0")
     size = cfg.model_config().encoder.size  # fails early on bad model arguments
     data_size = dataset_image_size(cfg.data_set)
     if data_size is not None and data_size != size:

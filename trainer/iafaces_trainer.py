@@ -8,13 +8,17 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from data_loader.synthfaces.dataset import split_ranges, transfer_pairs
 from model import build_networks
-from model.boxes import component_box_mask
+from model.boxes import COMPONENTS, component_box_mask
 from model.checkpoint import pack_checkpoint
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
@@ -64,6 +68,28 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
         pt.lerp_(ps.detach(), 1.0 - decay)
 
 
+class SwapPairs:
+    """``loss.swap_weight``: per iteration, ``swap_pairs`` (target, reference) training faces of
+    SynthFaces and one component each, drawn from (seed, iteration) alone (exact resume); the
+    rendered counterfactual is the target with that component's factors from the reference."""
+
+    def __init__(self, cfg):
+        args = cfg.data_set.args
+        self.seed, self.size, self.n = int(args.seed), int(cfg.model_config().encoder.size), cfg.loss.swap_pairs
+        self.train_ids = split_ranges(args.num_train, args.num_val, args.num_test)["train"]
+        self.run_seed = int(cfg.seed)
+
+    def batch(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(targets, references, truths) float32 [n, 3, S, S] and component indices long [n]."""
+        rng = np.random.default_rng([self.run_seed, 0x5A, iteration])
+        ids = rng.integers(0, len(self.train_ids), size=(2, self.n))
+        comp = rng.integers(0, len(COMPONENTS), size=self.n)
+        tgt, ref, truth = transfer_pairs(self.seed, [self.train_ids[i] for i in ids[0]],
+                                         [self.train_ids[i] for i in ids[1]], [COMPONENTS[c] for c in comp],
+                                         self.size)
+        return tgt, ref, truth, torch.from_numpy(comp)
+
+
 class IAFacesTrainer(BaseTrainer):
     def __init__(self, cfg: TrainConfig, train_set, val_set, run_dir: Path, log_dir: Path,
                  device: torch.device, dist_info: Optional[DistInfo] = None, resume: Optional[dict] = None,
@@ -104,9 +130,9 @@ class IAFacesTrainer(BaseTrainer):
         L, O = cfg.loss, cfg
         ratio = L.d_reg_every / (L.d_reg_every + 1)
         self.opt_G = torch.optim.Adam(list(self.E.parameters()) + list(self.G.parameters()),
-                                      lr=O.optimizer_G.lr, betas=(0.0, 0.99))
+                                      lr=O.optimizer_G.lr, betas=(O.optimizer_G.beta1, 0.99))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=O.optimizer_D.lr * ratio,
-                                      betas=(0.0, 0.99 ** ratio))
+                                      betas=(O.optimizer_D.beta1 ** ratio, 0.99 ** ratio))
         self.schedulers = {}
         if cfg.trainer.lr_schedulers == "apply":
             for name, spec, opt in (("G", cfg.lr_scheduler_G, self.opt_G), ("D", cfg.lr_scheduler_D, self.opt_D)):
@@ -118,6 +144,7 @@ class IAFacesTrainer(BaseTrainer):
         self.noise_mode = self.model_config.generator.train_noise
         self.amp = cfg.trainer.amp == "bf16"
         self.box_mask = component_box_mask(self.model_config.encoder.size).to(device)  # [1, 1, S, S]
+        self.swap = SwapPairs(cfg) if L.swap_weight > 0 else None
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
         from data_loader.masks import mask_settings
@@ -164,7 +191,10 @@ class IAFacesTrainer(BaseTrainer):
         # 3. G step (E and G together; D frozen and used without its DDP wrapper).
         self.D.requires_grad_(False)
         with self._autocast():
-            fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
+            if self.swap is None:
+                fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
+            else:
+                fake, swapped, truth = self._swap_forward(x, mask)
             adv = g_nonsaturating_loss(self.D(fake).float()) if use_gan else fake.new_zeros(())
         l1 = (fake - x).abs().mean()
         loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
@@ -173,6 +203,10 @@ class IAFacesTrainer(BaseTrainer):
             box_l1 = ((fake - x).abs() * self.box_mask).sum() / (self.box_mask.sum() * x.shape[0] * x.shape[1])
             loss_g = loss_g + L.box_l1_weight * box_l1
             logs["box_l1"] = box_l1.item()
+        if self.swap is not None:
+            swap_l1 = (swapped - truth).abs().mean()
+            loss_g = loss_g + L.swap_weight * swap_l1
+            logs["swap_l1"] = swap_l1.item()
         if self.perceptual is not None:
             p = self.perceptual(fake, x)
             loss_g = loss_g + L.p_loss_weight * p
@@ -189,6 +223,20 @@ class IAFacesTrainer(BaseTrainer):
             n = self.cfg.trainer.vis_img_num
             self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
         return logs
+
+    def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One encoder and one generator pass over the batch and this iteration's swap pairs:
+        (reconstruction of x, decoded swapped targets, their rendered counterfactuals)."""
+        target, reference, truth, comp = (t.to(self.device) for t in self.swap.batch(self.iteration))
+        n, m = x.shape[0], target.shape[0]
+        images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
+        masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
+        content, z = self.E_train(images, masks)
+        take = F.one_hot(comp, z.shape[1]).bool()[..., None]  # [m, 4, 1]
+        z_swap = torch.where(take, z[n + m:], z[n:n + m])
+        out = self.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([z[:n], z_swap]),
+                           noise_mode=self.noise_mode).float()
+        return out[:n], out[n:], truth
 
     def _d_step(self, x, mask, logs) -> None:
         L = self.cfg.loss

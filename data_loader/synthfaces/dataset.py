@@ -26,6 +26,18 @@ def render_batch(factors: Sequence[Factors], size: int) -> Tensor:
     return to_tensor(np.stack([render(f, size) for f in factors]))
 
 
+def transfer_pairs(seed: int, ids: Sequence[int], ref_ids: Sequence[int], components: Sequence[str],
+                   size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Counterfactual transfer pairs: (targets, references, truths), each float32 [N, 3, S, S];
+    truth k is face ``ids[k]`` with the factors of component ``components[k]`` taken from face
+    ``ref_ids[k]`` (data set ``seed``)."""
+    from .factors import transfer
+    tgt = [sample_factors(seed, int(i)) for i in ids]
+    ref = [sample_factors(seed, int(i)) for i in ref_ids]
+    truth = [transfer(t, r, c) for t, r, c in zip(tgt, ref, components)]
+    return render_batch(tgt, size), render_batch(ref, size), render_batch(truth, size)
+
+
 def label_matrix(factors: Sequence[Factors]) -> np.ndarray:
     """Attribute labels of ``factors``: bool [N, len(ATTRIBUTES)]."""
     return np.stack([attribute_vector(f) > 0.5 for f in factors])
