@@ -16,6 +16,7 @@ import torch
 from data_loader import synthfaces as sf
 from data_loader.synthfaces.dataset import render_batch
 from editing import Editor
+from model.boxes import boxes_at, component_indices
 from utils.cli import ArgumentParser, main_guard
 from utils.errors import UserError
 
@@ -42,15 +43,56 @@ def probe(editor: Editor, num: int = 64) -> dict:
     return out
 
 
+def copy_bound(size: int = 64, num: int = 64, seed: int = 0) -> dict:
+    """The in-box error / no edit that a pixel copy would reach: each transferred box takes the
+    reference's *rendered* pixels, shifted by the difference of the two faces' ring colours (so
+    a skin-colour change does not count against it). No model is involved; a ratio above 0.5
+    means that even an exact copy of the reference's box cannot meet the transfer target,
+    because the counterfactual keeps the target's overlays (glasses, hair, blush) in the box."""
+    factors = [sf.sample_factors(seed, 10_000_000 + i) for i in range(num)]
+    x = render_batch(factors, size)
+    ref = [(k + 1) % num for k in range(num)]
+    out = {}
+    for comp in TRANSFER_COMPONENTS:
+        gt = render_batch([sf.transfer(factors[k], factors[ref[k]], comp) for k in range(num)], size)
+        copy = x.clone()
+        for i in component_indices(comp):
+            x0, y0, x1, y1 = boxes_at(size)[i]
+            ring = _ring_mean(x, (x0, y0, x1, y1))
+            copy[:, :, y0:y1, x0:x1] = x[ref][:, :, y0:y1, x0:x1] - ring[ref] + ring
+        m = box_mask(size, comp).float()
+        out[comp] = masked_mse(copy, gt, m) / max(masked_mse(x, gt, m), 1e-12)
+    return out
+
+
+def _ring_mean(x: torch.Tensor, box) -> torch.Tensor:
+    """[N, 3, 1, 1]: mean colour of the one-pixel ring around ``box``."""
+    x0, y0, x1, y1 = box
+    S = x.shape[-1]
+    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+    ring = torch.ones(b1 - b0, a1 - a0)
+    ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
+    return ((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum())[:, :, None, None]
+
+
 @main_guard
 def main(argv=None) -> int:
     p = ArgumentParser(description="Quick look at a SynthFaces checkpoint: PSNR, transfer ratio, locality.")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint to probe (not needed with --copy_bound)")
     p.add_argument("--num", type=int, default=64, help="held-out faces (default 64)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--copy_bound", type=int, metavar="SIZE", default=0,
+                   help="no model: print the ratio a skin-corrected copy of the reference's box pixels reaches "
+                        "at SIZE px (what the transfer target asks beyond copying)")
     args = p.parse_args(argv)
     if args.num < 2:
         raise UserError("--num must be at least 2")
+    if args.copy_bound:
+        for comp, v in copy_bound(args.copy_bound, args.num).items():
+            print(f"  {comp:6s} copy of the reference's box: in-box error / no edit {v:.2f}")
+        return 0
+    if not args.checkpoint:
+        raise UserError("give a checkpoint to probe, or --copy_bound SIZE")
     r = probe(Editor.from_checkpoint(args.checkpoint, args.device, 32), args.num)
     print(f"{args.checkpoint}: PSNR {r['psnr']:.2f} dB")
     for comp, v in r["transfer"].items():

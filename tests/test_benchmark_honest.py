@@ -1,5 +1,7 @@
 """The SynthFaces benchmark is honest: the exact ground truth (oracle) meets every target, doing
 nothing meets no editing target, and an untrained model meets none either."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,19 @@ def test_untrained_model_meets_no_editing_target(lookup, tmp_path):
     transfer = [t for t in r["targets"] if t["target"].startswith("transfer") and "in-box" in t["target"]]
     assert transfer and not any(t["condition"] for t in transfer)
     assert all(np.isfinite(row["class_gap"]).all() for row in r["attributes"].values() if "class_gap" in row)
+
+
+def test_copy_bound_scores_a_pixel_copy_against_the_counterfactual(capsys):
+    """quick_probe --copy_bound: a skin-corrected copy of the reference's box pixels, scored like a
+    transfer. Copying the rendered box is exact where the box holds only the component (its
+    ratio is then 0) and is penalised where the counterfactual keeps the target's overlays."""
+    from evaluation import quick_probe
+
+    out = quick_probe.copy_bound(size=32, num=12)
+    assert set(out) == {"l_eye", "r_eye", "eyes", "nose", "mouth"}
+    assert all(math.isfinite(v) and v >= 0 for v in out.values())
+    assert out["mouth"] < 1.0 < out["nose"]
+    assert quick_probe.main(["--copy_bound", "32", "--num", "6"]) == 0
+    assert "copy of the reference's box" in capsys.readouterr().out
+    assert quick_probe.main([]) == 2
+    assert "give a checkpoint" in capsys.readouterr().err
