@@ -19,7 +19,7 @@ from utils.cli import ArgumentParser, main_guard
 from utils.errors import UserError
 
 COLUMNS = ("model", "arch", "iterations", "PSNR (dB)", "SSIM", "transfer in-box error (no edit / paste)",
-           "transfer locality", "attribute success (no edit)", "attribute error vs. GT (no edit)", "others kept",
+           "transfer locality", "attribute success (no edit)", "attribute error vs. rendered GT (no edit)", "others kept",
            "presets met", "single-eye success / other eye kept", "editing targets met")
 
 
@@ -42,8 +42,8 @@ def summarize(r: dict) -> dict:
         "transfer_in_box_no_edit": _mean(t["no_edit"]["in_box_error"] for t in tr),
         "transfer_in_box_paste": _mean(t["paste"]["in_box_error"] for t in tr),
         "transfer_locality": _mean(t["model"].get("locality") for t in tr),
-        "attr_error": _mean(a.get("error_gt") for a in attrs),
-        "attr_error_no_edit": _mean(a.get("error_gt_no_edit") for a in attrs),
+        "attr_error": _mean(a.get("error_rgt", a.get("error_gt")) for a in attrs),
+        "attr_error_no_edit": _mean(a.get("error_rgt_no_edit", a.get("error_gt_no_edit")) for a in attrs),
         "attr_success": _mean(a["success"] for a in attrs),
         "attr_success_no_edit": _mean(a["success_no_edit"] for a in attrs),
         "attr_others_kept": _mean(a["others_kept"] for a in attrs),

@@ -112,3 +112,38 @@ def test_copy_bound_scores_a_pixel_copy_against_the_counterfactual(capsys):
     assert "copy of the reference's box" in capsys.readouterr().out
     assert quick_probe.main([]) == 2
     assert "give a checkpoint" in capsys.readouterr().err
+
+
+def test_edit_error_is_judged_against_the_rendered_ground_truth(lookup, tmp_path):
+    """An edit maker that renders every face with a loss (here a blur) and edits exactly (its edit
+    is its rendering of the flipped face) passes the error check: the check compares the edit
+    with the maker's own rendering of the ground truth. Against the raw ground truth the blur
+    alone would swamp the edit and fail it."""
+    import torch.nn.functional as F
+
+    def blur(x):
+        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+    class BlurryOracle:
+        def reconstruct(self, x):
+            self.x = x
+            return blur(x)
+
+        def render(self, x):
+            return blur(x)
+
+        def transfer(self, ref, comp, ground_truth):
+            return blur(ground_truth)
+
+        def move(self, sel, directions, strength, comps, ground_truth):
+            return blur(ground_truth)
+
+    b = Benchmark(None, lookup, tmp_path / "blurry", NUM, grid_rows=0, setup=SETUP, reference="oracle", size=SIZE)
+    b.edits = BlurryOracle()
+    b.run_reconstruction()
+    b.run_attributes()
+    rows = [r for r in b.results["attributes"].values() if "error_rgt" in r]
+    assert rows
+    for r in rows:
+        assert r["error_rgt"] == 0 and r["error_rgt_no_edit"] > 0
+    assert any(r["error_gt"] > 0.7 * r["error_gt_no_edit"] for r in rows)
