@@ -16,6 +16,11 @@ Recipes (``recipe=``, stored in the boundary's ``protocol``):
 - ``"standardized"``: the project's earlier fit, a ``LinearSVC`` on standardized embeddings of a
   seeded balanced draw (min(#with, #without, 0.47 N) faces per side, 70/30); the normal is mapped
   back to raw embedding space. Equal to the release only when every dimension has the same scale.
+- ``"mean"``: the difference of the class means (with minus without), on the release's selection
+  and split, as a unit normal (the offset puts the boundary half-way between the means). An SVM
+  normal separates the classes along whatever direction has the widest margin, often one of small
+  spread that the decoder hardly reads; the mean difference is where faces with the attribute
+  actually sit, so moving along it by the class gap moves an embedding to them (docs/study.md).
 
 Labels come from
 - SynthFaces (``SynthFacesLabels``): N training-split faces rendered at the model's size with their
@@ -59,7 +64,7 @@ from utils.image_io import load_image
 FORMAT = "iafaces-boundary/1"
 SELECT_RATIO = 0.47  # at most this share of the labelled faces on each side
 TRAIN_RATIO = 0.7  # train / validation split of the selected faces
-RECIPES = ("release", "standardized")
+RECIPES = ("release", "standardized", "mean")
 DEFAULT_RECIPE = "release"
 MIN_PER_CLASS = 10  # fewer labelled faces with (or without) the attribute -> error
 DEFAULT_SYNTH_FACES = 2000
@@ -191,12 +196,14 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
         raise ValueError(f"embeddings must be [N, 4, D] and labels [N], got {X.shape} and {y.shape}")
     n = len(y)
     check_counts(y, attribute)
-    if recipe == "release":
+    if recipe in ("release", "mean"):
         tr, va, m, k = release_split(y, seed)
         protocol = {"recipe": "release", "classifier": "sklearn.svm.SVC(kernel='linear', C=%g)" % C,
                     "embeddings": "raw", "select_ratio": SELECT_RATIO, "train_ratio": TRAIN_RATIO,
                     "selection": "first m = min(n_pos, n_neg) of each class, chosen = min(int(0.47 * 2m), m) "
                                  "per end, int(0.7 * chosen) per end for training", "seed": int(seed)}
+        if recipe == "mean":
+            protocol.update(recipe="mean", classifier="difference of the class means (with - without)")
     else:
         pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
         k = min(len(pos), len(neg), max(int(SELECT_RATIO * n), MIN_PER_CLASS))
@@ -220,7 +227,7 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
             val_acc.append(0.5)
             train_acc.append(0.5)
             continue
-        unit = (w / norm).astype(np.float32) if recipe == "release" else w / norm  # the release: float32
+        unit = (w / norm).astype(np.float32) if recipe != "standardized" else w / norm  # the release: float32
         normals.append(unit)
         offsets.append(b / norm)
         val_acc.append(float(((Xi[va] @ w + b > 0) == y[va]).mean()) if len(va) else float("nan"))
@@ -238,6 +245,10 @@ def _fit_component(X: np.ndarray, y: np.ndarray, recipe: str, C: float, seed: in
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import SVC, LinearSVC
 
+    if recipe == "mean":
+        mu_p, mu_n = X[y].mean(0), X[~y].mean(0)
+        w = mu_p - mu_n
+        return w, -float(w @ (mu_p + mu_n)) / 2
     if recipe == "release":
         clf = SVC(kernel="linear", C=C)
         clf.fit(X, y.astype(np.int64))

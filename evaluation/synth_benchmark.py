@@ -42,7 +42,7 @@ from torch import Tensor
 
 from data_loader import synthfaces as sf
 from data_loader.synthfaces.dataset import DEFAULT_SPLITS, label_matrix, render_batch, split_ranges
-from editing import PRESETS, Editor, SynthFacesLabels, default_boundary_dir, get_boundary
+from editing import PRESETS, RECIPES, Editor, SynthFacesLabels, default_boundary_dir, get_boundary
 from editing.boundaries import label_embeddings
 from model.boxes import COMPONENTS, component_indices
 from model.checkpoint import build_models, has_discriminator, read_checkpoint
@@ -181,7 +181,10 @@ class Benchmark:
                  boundary_dir: Optional[Path] = None, discriminator=None, eye_strength: float = 4.0,
                  strength_scale: float = 1.0, grid_rows: int = 8, setup: Optional[dict] = None,
                  log: Callable[[str], None] = _log, strength_mode: str = "calibrated",
-                 reference: Optional[str] = None, size: Optional[int] = None):
+                 reference: Optional[str] = None, size: Optional[int] = None, recipe: str = "release"):
+        if recipe not in RECIPES:
+            raise UserError(f"unknown boundary recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+        self.recipe = recipe
         if strength_mode not in STRENGTH_MODES:
             raise UserError(f"unknown strength mode {strength_mode!r}; valid: {', '.join(STRENGTH_MODES)}")
         if (editor is None) == (reference is None):
@@ -223,7 +226,7 @@ class Benchmark:
     def boundary(self, attribute: str):
         if attribute not in self._boundaries:
             self._boundaries[attribute] = get_boundary(self.ed, attribute, self.boundary_dir, source=self.label_source,
-                                                       explicit_source=True, log=self.log)
+                                                       explicit_source=True, log=self.log, recipe=self.recipe)
         return self._boundaries[attribute]
 
     def class_gaps(self, b) -> Tensor:
@@ -541,7 +544,7 @@ def to_markdown(r: dict) -> str:
              f"metric boxes at {s['size']} px; locality is MSE_irr over the change inside the edited boxes. "
              f"Attribute labels of edits come from the classifier `{s['classifier']}`; IFG from "
              f"{s['discriminator'] or 'no discriminator (not reported)'}. Strengths: {s.get('strength_mode')}"
-             f" (x {s.get('strength_scale', 1):g}).", ""]
+             f" (x {s.get('strength_scale', 1):g}); boundary recipe: {s.get('recipe', 'release')}.", ""]
     rec = r["reconstruction"]
     c = r["classifier"]
     lines += ["## Reconstruction", "", "| MSE | PSNR (dB) | SSIM |", "|---|---|---|",
@@ -649,6 +652,9 @@ def build_parser():
                    help="calibrated (default): move each edited component by its boundary's class gap (the distance "
                    "between the mean projections of the label faces with and without the attribute); official: the "
                    "presets' strengths and --eye_strength, tuned to the released models' embeddings")
+    p.add_argument("--recipe", choices=RECIPES, default="release",
+                   help="boundary recipe: release (default; the release's SVM), standardized, or mean (difference of "
+                   "the class means; see docs/editing.md)")
     p.add_argument("--grid_rows", type=int, default=8, help="faces per image grid (0: no grids; default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
@@ -688,7 +694,8 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
     out = Path(args.out) if args.out else Path("output") / ckpt.stem / "synth_benchmark"
     bench = Benchmark(editor, clf, out, args.num, label_source,
                       Path(args.boundary_dir) if args.boundary_dir else default_boundary_dir(ckpt), D,
-                      args.eye_strength, args.strength_scale, args.grid_rows, setup, log, args.strength_mode)
+                      args.eye_strength, args.strength_scale, args.grid_rows, setup, log, args.strength_mode,
+                      recipe=args.recipe)
     bench.results["setup"] = {
         "checkpoint": str(ckpt), "arch": models.model_config.arch, "iteration": models.iteration,
         "size": editor.size, "num": args.num, "classifier": getattr(clf, "path", None), "discriminator": d_name,
@@ -712,7 +719,8 @@ def _finish(bench: Benchmark, args, setup: dict, device, out: Path, log) -> dict
     bench.results["setup"].update({
         "data_seed": setup["seed"], "splits": setup["splits"], "first_id": bench.ids[0], "last_id": bench.ids[-1],
         "trained_on_synthfaces": setup["trained_on_synthfaces"], "eye_strength": args.eye_strength,
-        "strength_scale": args.strength_scale, "strength_mode": args.strength_mode, "device": str(device)})
+        "strength_scale": args.strength_scale, "strength_mode": args.strength_mode, "recipe": args.recipe,
+        "device": str(device)})
     results = bench.run()
     results = {"setup": results.pop("setup"), **results}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -442,6 +442,16 @@ def test_release_recipe_selection_and_svc_on_raw_embeddings():
     std = fit_boundary(X, y, "Thing", seed=3, recipe="standardized")
     cos = (std.normals * b.normals).sum(-1)
     assert std.recipe == "standardized" and float(cos.min()) < 0.99
+    # The mean recipe: the unit difference of the training faces' class means, on the same split,
+    # its boundary half-way between them.
+    mean = fit_boundary(X, y, "Thing", seed=3, recipe="mean")
+    assert mean.recipe == "mean" and mean.counts["train"] == 38
+    for i in range(4):
+        mu_p, mu_n = X[tr[:19], i].mean(0), X[tr[19:], i].mean(0)
+        w = (mu_p - mu_n) / np.linalg.norm(mu_p - mu_n)
+        np.testing.assert_allclose(mean.normals[i].numpy(), w, rtol=1e-5, atol=1e-6)
+        mid = (mu_p + mu_n) / 2
+        assert abs(float(mid @ mean.normals[i].numpy().astype(np.float64)) + float(mean.offsets[i])) < 1e-4
 
 
 def test_presets_add_their_attribute_with_the_release_lists(reference_dir):
