@@ -291,6 +291,23 @@ class LabelSource:
         raise NotImplementedError
 
 
+class FileLabels(LabelSource):
+    """A label source over image files: ``files`` (paths) and ``_table`` (bool [N, n_attr]) set by
+    the subclass; ``encode_desc`` names the progress bar."""
+    files: list
+    _table: np.ndarray
+    encode_desc = "encoding label faces"
+
+    def label_table(self) -> np.ndarray:
+        return self._table
+
+    def compute_embeddings(self, editor) -> Tensor:
+        out = []
+        for chunk in _progress_chunks(self.files, editor.batch_size, self.encode_desc):
+            out.append(editor.encode(torch.stack([load_image(p, editor.size) for p in chunk]))[1])
+        return torch.cat(out)
+
+
 class SynthFacesLabels(LabelSource):
     """The first ``num`` faces of a SynthFaces split (data set ``seed``; default the training split,
     i.e. faces the model was trained on) rendered at ``size`` px, with their exact labels.
@@ -335,9 +352,10 @@ class SynthFacesLabels(LabelSource):
         return torch.cat(out)
 
 
-class CelebAHQLabels(LabelSource):
+class CelebAHQLabels(FileLabels):
     """CelebAMask-HQ attribute file (``label_file``) + the images it names in ``img_dir``; the first
     ``num`` listed images that exist (all when ``num`` is None)."""
+    encode_desc = "encoding CelebA-HQ label faces"
 
     def __init__(self, label_file: PathLike, img_dir: PathLike, num: Optional[int] = None):
         label_file, img_dir = Path(label_file), Path(img_dir)
@@ -367,14 +385,6 @@ class CelebAHQLabels(LabelSource):
         return {"type": "CelebAHQ", "label_file": str(self.label_file.resolve()),
                 "img_dir": str(self.img_dir.resolve()), "num_faces": self.num}
 
-    def label_table(self) -> np.ndarray:
-        return self._table
-
-    def compute_embeddings(self, editor) -> Tensor:
-        out = []
-        for chunk in _progress_chunks(self.files, editor.batch_size, "encoding CelebA-HQ label faces"):
-            out.append(editor.encode(torch.stack([load_image(p, editor.size) for p in chunk]))[1])
-        return torch.cat(out)
 
 
 def _find_image(img_dir: Path, name: str) -> Optional[Path]:
@@ -393,12 +403,13 @@ def _find_image(img_dir: Path, name: str) -> Optional[Path]:
     return None
 
 
-class ListLabels(LabelSource):
+class ListLabels(FileLabels):
     """Faces of a positive and a negative id list (the release's ``boundary_lists``: e.g.
     ``beard.txt`` and ``no_beard.txt``, CelebA-HQ training ids resolving to ``<int id>.jpg`` in
     ``img_dir``). The boundary's single attribute is ``attribute`` (default: the positive list's
     stem). Only the first ``m = min(n_pos, n_neg)`` faces of each list are used by the release's
     recipe, so only those are kept (``num`` caps m)."""
+    encode_desc = "encoding the listed faces"
 
     def __init__(self, pos_list: PathLike, neg_list: PathLike, img_dir: Optional[PathLike] = None,
                  attribute: Optional[str] = None, num: Optional[int] = None):
@@ -434,14 +445,6 @@ class ListLabels(LabelSource):
                 "negative_list": str(self.neg_list.resolve()), "img_dir": str(self.img_dir.resolve()),
                 "num_faces": 2 * self.num, "per_list": self.num}
 
-    def label_table(self) -> np.ndarray:
-        return self._table
-
-    def compute_embeddings(self, editor) -> Tensor:
-        out = []
-        for chunk in _progress_chunks(self.files, editor.batch_size, "encoding the listed faces"):
-            out.append(editor.encode(torch.stack([load_image(p, editor.size) for p in chunk]))[1])
-        return torch.cat(out)
 
 
 def _read_attribute_file(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -17,6 +17,7 @@ from data_loader import synthfaces as sf
 from data_loader.synthfaces.dataset import render_batch
 from editing import Editor
 from model.boxes import boxes_at, component_indices
+from model.ops import ring_means
 from utils.cli import ArgumentParser, main_guard
 from utils.errors import UserError
 
@@ -58,21 +59,11 @@ def copy_bound(size: int = 64, num: int = 64, seed: int = 0) -> dict:
         copy = x.clone()
         for i in component_indices(comp):
             x0, y0, x1, y1 = boxes_at(size)[i]
-            ring = _ring_mean(x, (x0, y0, x1, y1))
+            ring = ring_means(x, [(x0, y0, x1, y1)])[:, 0, :, None, None]
             copy[:, :, y0:y1, x0:x1] = x[ref][:, :, y0:y1, x0:x1] - ring[ref] + ring
         m = box_mask(size, comp).float()
         out[comp] = masked_mse(copy, gt, m) / max(masked_mse(x, gt, m), 1e-12)
     return out
-
-
-def _ring_mean(x: torch.Tensor, box) -> torch.Tensor:
-    """[N, 3, 1, 1]: mean colour of the one-pixel ring around ``box``."""
-    x0, y0, x1, y1 = box
-    S = x.shape[-1]
-    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
-    ring = torch.ones(b1 - b0, a1 - a0)
-    ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
-    return ((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum())[:, :, None, None]
 
 
 @main_guard

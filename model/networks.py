@@ -14,6 +14,7 @@ from torch import Tensor
 from .boxes import boxes_at
 from .config import DiscriminatorConfig, EncoderConfig, GeneratorConfig
 from .layers import ConvLayer, EqualLinear, ResBlock, StyledConv, ToRGB
+from .ops import ring_means
 
 Entry = tuple
 
@@ -109,14 +110,7 @@ class Encoder(nn.Module):
 
     def ring_means(self, x: Tensor) -> Tensor:
         """[B, 4, 3]: the mean colour of the one-pixel ring around each component's image box."""
-        S = x.shape[-1]
-        out = []
-        for x0, y0, x1, y1 in self.image_boxes:
-            a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
-            ring = torch.ones(b1 - b0, a1 - a0, dtype=x.dtype, device=x.device)
-            ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
-            out.append((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1))
-        return torch.stack(out, dim=1)
+        return ring_means(x, self.image_boxes)
 
     def content_view(self, x: Tensor, rings: Optional[Tensor] = None) -> Tensor:
         """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)

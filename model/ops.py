@@ -92,3 +92,16 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     table = torch.cat([h, h.new_ones(B, 1, C)], dim=1)  # [B, N+1, C]
     onehot = torch.nn.functional.one_hot(owner.flatten(), N + 1).to(table.dtype)  # [H*W, N+1]
     return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)
+
+
+def ring_means(x: Tensor, boxes) -> Tensor:
+    """Mean colour of the one-pixel ring around each box ``[x0, y0, x1, y1]`` (clipped to the
+    image). x: [B, C, S, S] -> [B, len(boxes), C]."""
+    S = x.shape[-1]
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+        ring = torch.ones(b1 - b0, a1 - a0, dtype=x.dtype, device=x.device)
+        ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
+        out.append((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1))
+    return torch.stack(out, dim=1)
