@@ -11,8 +11,9 @@ of a per-component linear-SVM attribute boundary, ``z[:, i] += strength * n_i``.
 components and strength; every preset *adds* its attribute, ``beard`` adds a beard) or any
 attribute of the label source (then ``--component`` and ``--strength`` choose the edit). Positive
 strengths move toward faces *with* the attribute (for ``beard``: with a beard). Boundaries use the
-release's recipe (``--recipe release``: SVC(kernel='linear') on raw embeddings, 47 % / 70-30,
-seeded) unless ``--recipe standardized`` is given; they are fitted from labels (SynthFaces, or
+recipe the checkpoint's config names (``editing.boundary_recipe``), the release's
+(``release``: SVC(kernel='linear') on raw embeddings, 47 % / 70-30, seeded) where it names none,
+unless ``--recipe`` says otherwise (docs/editing.md); they are fitted from labels (SynthFaces, or
 ``--label_file``) or from positive/negative id lists (``--pos_list/--neg_list``, or
 ``--boundary_lists DIR`` with a preset: the release's ``boundary_lists`` folder), on first use, and
 stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
@@ -68,8 +69,10 @@ def build_parser() -> ArgumentParser:
     b.add_argument("--neg_list", default=None, metavar="FILE", help="faces without it (e.g. no_beard.txt)")
     b.add_argument("--boundary_lists", default=None, metavar="DIR", help="with a preset: the release's "
                    "boundary_lists folder; its <attr>.txt / no_<attr>.txt pair is used as --pos_list/--neg_list")
-    b.add_argument("--recipe", default="release", choices=RECIPES, help="release (default: SVC(kernel='linear') on "
-                   "raw embeddings, 47%% / 70-30) or standardized (the earlier LinearSVC on standardized embeddings)")
+    b.add_argument("--recipe", default=None, choices=RECIPES, help="release (SVC(kernel='linear') on raw embeddings, "
+                   "47%% / 70-30), standardized (the earlier LinearSVC on standardized embeddings), mean (difference "
+                   "of the class means) or conditional (the attribute's effect with the other labels fixed); default: "
+                   "the checkpoint's editing.boundary_recipe (release where its config names none)")
     b.add_argument("--boundary_seed", type=int, default=0, help="seed of the recipe's shuffles (default 0)")
     add_common_args(p)
     return p

@@ -21,6 +21,11 @@ Recipes (``recipe=``, stored in the boundary's ``protocol``):
   normal separates the classes along whatever direction has the widest margin, often one of small
   spread that the decoder hardly reads; the mean difference is where faces with the attribute
   actually sit, so moving along it by the class gap moves an embedding to them (docs/study.md).
+- ``"conditional"``: the mean recipe with the other labels held fixed: on the same faces, a linear
+  regression (scikit-learn) of the embedding on all labels; the attribute's coefficient, as a unit
+  normal, is its effect with the others unchanged. Where labels go together (a beard and a
+  mustache; narrow and closed eyes), the class-mean difference carries both and an edit along it
+  flips the companion too; the coefficient does not.
 
 Labels come from
 - SynthFaces (``SynthFacesLabels``): N training-split faces rendered at the model's size with their
@@ -56,6 +61,7 @@ from data_loader import synthfaces as sf
 from data_loader.attributes import read_attribute_file
 from data_loader.synthfaces.dataset import SynthFacesDataset, label_matrix, render_batch
 from model.boxes import COMPONENTS
+from model.config import BOUNDARY_RECIPES
 from model.checkpoint import atomic_save
 from utils.cli import progress
 from utils.errors import EditingError
@@ -64,8 +70,8 @@ from utils.image_io import load_image
 FORMAT = "iafaces-boundary/1"
 SELECT_RATIO = 0.47  # at most this share of the labelled faces on each side
 TRAIN_RATIO = 0.7  # train / validation split of the selected faces
-RECIPES = ("release", "standardized", "mean")
-DEFAULT_RECIPE = "release"
+RECIPES = BOUNDARY_RECIPES
+DEFAULT_RECIPE = "release"  # fit_boundary's; get_boundary's is the checkpoint's (Editor.boundary_recipe)
 MIN_PER_CLASS = 10  # fewer labelled faces with (or without) the attribute -> error
 DEFAULT_SYNTH_FACES = 2000
 PathLike = Union[str, os.PathLike]
@@ -183,11 +189,12 @@ def release_split(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray], attribute: str,
                  source: Optional[dict] = None, fingerprint: str = "", seed: int = 0, C: float = 1.0,
-                 recipe: str = DEFAULT_RECIPE) -> Boundary:
-    """Fit one linear SVM per component. embeddings [N, 4, D]; labels [N] (bool / 0-1 / +-1,
+                 recipe: str = DEFAULT_RECIPE, covariates: Union[Tensor, np.ndarray, None] = None) -> Boundary:
+    """Fit one hyperplane per component. embeddings [N, 4, D]; labels [N] (bool / 0-1 / +-1,
     positive = attribute present). ``recipe``: ``release`` (default; SVC(kernel='linear') on raw
-    embeddings, InterFaceGAN's 47 % / 70-30 selection, seeded) or ``standardized`` (the earlier
-    LinearSVC on standardized embeddings); see the module docstring."""
+    embeddings, InterFaceGAN's 47 % / 70-30 selection, seeded), ``standardized`` (the earlier
+    LinearSVC on standardized embeddings), ``mean`` or ``conditional`` (needs ``covariates``
+    [N, K], the other labels); see the module docstring."""
     if recipe not in RECIPES:
         raise BoundaryError(f"unknown boundary recipe '{recipe}'; choose from {', '.join(RECIPES)}")
     X = torch.as_tensor(embeddings).double().cpu().numpy()
@@ -196,7 +203,11 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
         raise ValueError(f"embeddings must be [N, 4, D] and labels [N], got {X.shape} and {y.shape}")
     n = len(y)
     check_counts(y, attribute)
-    if recipe in ("release", "mean"):
+    if recipe == "conditional":
+        if covariates is None:
+            raise BoundaryError("the conditional recipe needs the other labels (covariates)")
+        cov = np.asarray(torch.as_tensor(covariates).cpu().numpy(), dtype=np.float64).reshape(n, -1)
+    if recipe in ("release", "mean", "conditional"):
         tr, va, m, k = release_split(y, seed)
         protocol = {"recipe": "release", "classifier": "sklearn.svm.SVC(kernel='linear', C=%g)" % C,
                     "embeddings": "raw", "select_ratio": SELECT_RATIO, "train_ratio": TRAIN_RATIO,
@@ -204,6 +215,9 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
                                  "per end, int(0.7 * chosen) per end for training", "seed": int(seed)}
         if recipe == "mean":
             protocol.update(recipe="mean", classifier="difference of the class means (with - without)")
+        if recipe == "conditional":
+            protocol.update(recipe="conditional", classifier="sklearn.linear_model.LinearRegression of the "
+                            "embedding on all labels: the attribute's coefficient", covariates=int(cov.shape[1]))
     else:
         pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
         k = min(len(pos), len(neg), max(int(SELECT_RATIO * n), MIN_PER_CLASS))
@@ -218,7 +232,7 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
     normals, offsets, val_acc, train_acc = [], [], [], []
     for i in range(X.shape[1]):
         Xi = X[:, i]
-        w, b = _fit_component(Xi[tr], y[tr], recipe, C, seed)
+        w, b = _fit_component(Xi[tr], y[tr], recipe, C, seed, cov[tr] if recipe == "conditional" else None)
         norm = float(np.linalg.norm(w))
         if not np.isfinite(norm) or norm == 0.0:
             # A degenerate embedding (e.g. constant): no direction can be derived.
@@ -239,15 +253,20 @@ def fit_boundary(embeddings: Union[Tensor, np.ndarray], labels: Union[Tensor, np
                     protocol=protocol)
 
 
-def _fit_component(X: np.ndarray, y: np.ndarray, recipe: str, C: float, seed: int) -> tuple[np.ndarray, float]:
+def _fit_component(X: np.ndarray, y: np.ndarray, recipe: str, C: float, seed: int,
+                   cov: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
     """(w, b) of one component's hyperplane ``w . x + b`` in raw embedding space."""
     # scikit-learn is a heavy import, needed only when a boundary is fitted.
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LinearRegression
     from sklearn.svm import SVC, LinearSVC
 
-    if recipe == "mean":
+    if recipe in ("mean", "conditional"):
         mu_p, mu_n = X[y].mean(0), X[~y].mean(0)
-        w = mu_p - mu_n
+        if recipe == "mean":
+            w = mu_p - mu_n
+        else:  # embedding ~ labels: the attribute's column is its effect with the other labels fixed
+            w = LinearRegression().fit(np.column_stack([y.astype(np.float64), cov]), X).coef_[:, 0]
         return w, -float(w @ (mu_p + mu_n)) / 2
     if recipe == "release":
         clf = SVC(kernel="linear", C=C)
@@ -536,14 +555,17 @@ def label_embeddings(editor, source: LabelSource, boundary_dir: PathLike, refit:
 
 def get_boundary(editor, attribute: str, boundary_dir: Optional[PathLike] = None, refit: bool = False,
                  source: Union[LabelSource, Callable[[], LabelSource], None] = None, explicit_source: bool = False,
-                 log: Callable[[str], None] = _log, recipe: str = DEFAULT_RECIPE, seed: int = 0) -> Boundary:
+                 log: Callable[[str], None] = _log, recipe: Optional[str] = None, seed: int = 0) -> Boundary:
     """The boundary of ``attribute`` for ``editor``'s model: loaded from ``boundary_dir`` (default
     :func:`default_boundary_dir` of the checkpoint) when stored and valid, else fitted and stored.
 
     ``source``: a LabelSource or a callable that makes one (called only when fitting); default
     :func:`default_label_source`. ``explicit_source``: the caller asked for that source, so a boundary
     stored from another source is refitted. ``recipe``/``seed``: see :func:`fit_boundary`; a stored
-    boundary of another recipe is refitted."""
+    boundary of another recipe is refitted; ``recipe`` None: the checkpoint's
+    (:attr:`Editor.boundary_recipe`)."""
+    if recipe is None:
+        recipe = editor.boundary_recipe
     if recipe not in RECIPES:
         raise BoundaryError(f"unknown boundary recipe '{recipe}'; choose from {', '.join(RECIPES)}")
     if boundary_dir is None:
@@ -580,10 +602,13 @@ def get_boundary(editor, attribute: str, boundary_dir: Optional[PathLike] = None
             return b
     s = make_source()
     attr = s.canonical(attribute)
-    labels = s.label_table()[:, list(s.attribute_names).index(attr)]
+    table = s.label_table()
+    col = list(s.attribute_names).index(attr)
+    labels = table[:, col]
     check_counts(labels, attr)  # before the (slow) encoding
     z = label_embeddings(editor, s, boundary_dir, refit=refit, log=log)
-    b = fit_boundary(z, labels, attr, s.describe(), editor.fingerprint(), seed=seed, recipe=recipe)
+    b = fit_boundary(z, labels, attr, s.describe(), editor.fingerprint(), seed=seed, recipe=recipe,
+                     covariates=np.delete(table, col, axis=1) if recipe == "conditional" else None)
     path = boundary_path(boundary_dir, attr)
     try:
         b.save(path)

@@ -195,6 +195,12 @@ class Editor:
         """G(E(x)): images [B, 3, S, S] -> reconstructions [B, 3, S, S]."""
         return self.decode(*self.encode(images))
 
+    @property
+    def boundary_recipe(self) -> str:
+        """The boundary recipe the checkpoint's training config names (``editing.boundary_recipe``);
+        ``release`` for released checkpoints and configs that do not name one."""
+        return str((self.config.get("editing") or {}).get("boundary_recipe") or "release")
+
     # ---- photos: detect, align like the training data, paste back (editing.align)
     @property
     def align_recipe(self) -> str:

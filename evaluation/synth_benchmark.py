@@ -181,7 +181,9 @@ class Benchmark:
                  boundary_dir: Optional[Path] = None, discriminator=None, eye_strength: float = 4.0,
                  strength_scale: float = 1.0, grid_rows: int = 8, setup: Optional[dict] = None,
                  log: Callable[[str], None] = _log, strength_mode: str = "calibrated",
-                 reference: Optional[str] = None, size: Optional[int] = None, recipe: str = "release"):
+                 reference: Optional[str] = None, size: Optional[int] = None, recipe: Optional[str] = None):
+        if recipe is None:
+            recipe = editor.boundary_recipe if editor is not None else "release"
         if recipe not in RECIPES:
             raise UserError(f"unknown boundary recipe {recipe!r}; valid: {', '.join(RECIPES)}")
         self.recipe = recipe
@@ -652,9 +654,10 @@ def build_parser():
                    help="calibrated (default): move each edited component by its boundary's class gap (the distance "
                    "between the mean projections of the label faces with and without the attribute); official: the "
                    "presets' strengths and --eye_strength, tuned to the released models' embeddings")
-    p.add_argument("--recipe", choices=RECIPES, default="release",
-                   help="boundary recipe: release (default; the release's SVM), standardized, or mean (difference of "
-                   "the class means; see docs/editing.md)")
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="boundary recipe: release (the release's SVM), standardized, mean (difference of the class "
+                   "means) or conditional (the attribute's effect with the other labels fixed); default: the "
+                   "checkpoint's editing.boundary_recipe (release where the config names none); see docs/editing.md")
     p.add_argument("--grid_rows", type=int, default=8, help="faces per image grid (0: no grids; default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
@@ -719,7 +722,7 @@ def _finish(bench: Benchmark, args, setup: dict, device, out: Path, log) -> dict
     bench.results["setup"].update({
         "data_seed": setup["seed"], "splits": setup["splits"], "first_id": bench.ids[0], "last_id": bench.ids[-1],
         "trained_on_synthfaces": setup["trained_on_synthfaces"], "eye_strength": args.eye_strength,
-        "strength_scale": args.strength_scale, "strength_mode": args.strength_mode, "recipe": args.recipe,
+        "strength_scale": args.strength_scale, "strength_mode": args.strength_mode, "recipe": bench.recipe,
         "device": str(device)})
     results = bench.run()
     results = {"setup": results.pop("setup"), **results}

@@ -19,6 +19,9 @@ CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
 CONTENT_INPUTS = ("image", "outside_components", "fill_components")
 COMPONENT_INPUTS = ("features", "crops")
+# Attribute-boundary recipes (fitted by editing/boundaries.py); a training config names the one its
+# checkpoints edit with by default (``editing.boundary_recipe``; the release's SVM unless set).
+BOUNDARY_RECIPES = ("release", "standardized", "mean", "conditional")
 
 
 def _is_pow2(n: int) -> bool:

@@ -282,6 +282,21 @@ def test_boundary_refitted_for_other_weights_or_corrupt_file(work, tmp_path):
     assert any("unreadable" in m for m in logs) and sum("fitted boundary" in m for m in logs) == 3
 
 
+def test_checkpoint_config_names_the_default_boundary_recipe(work, tmp_path):
+    """editing.boundary_recipe in the training config: the editing tools fit with it unless told
+    otherwise; checkpoints whose config names none keep the release's recipe."""
+    from editing import Editor
+    from editing.boundaries import SynthFacesLabels, get_boundary
+
+    ed = Editor.from_checkpoint(work["ckpt"], device="cpu", batch_size=50)
+    assert ed.boundary_recipe == "release"
+    src = SynthFacesLabels(SIZE, 100, 0)
+    ed.config = {**ed.config, "editing": {"boundary_recipe": "conditional"}}
+    b = get_boundary(ed, "No_Beard", tmp_path / "b", source=src, log=lambda m: None)
+    assert b.recipe == "conditional" and b.protocol["covariates"] == len(src.attribute_names) - 1
+    assert get_boundary(ed, "No_Beard", tmp_path / "b", source=src, recipe="mean", log=lambda m: None).recipe == "mean"
+
+
 def test_single_eye_edit_and_sweep(work, capsys):
     import attr_manipulation
     import reconstruction
@@ -452,6 +467,28 @@ def test_release_recipe_selection_and_svc_on_raw_embeddings():
         np.testing.assert_allclose(mean.normals[i].numpy(), w, rtol=1e-5, atol=1e-6)
         mid = (mu_p + mu_n) / 2
         assert abs(float(mid @ mean.normals[i].numpy().astype(np.float64)) + float(mean.offsets[i])) < 1e-4
+
+
+def test_conditional_recipe_separates_an_attribute_from_a_correlated_companion():
+    """A companion label that goes with the attribute 80 % of the time moves the embedding along
+    another axis: the mean recipe's normal leans toward it, the conditional recipe's does not."""
+    from editing.boundaries import BoundaryError, fit_boundary
+
+    rng = np.random.default_rng(1)
+    n, d = 600, 8
+    y = rng.random(n) < 0.5
+    companion = np.where(rng.random(n) < 0.8, y, ~y)
+    X = rng.normal(scale=0.1, size=(n, 4, d))
+    X[:, :, 0] += y[:, None]  # the attribute's own axis
+    X[:, :, 1] += 2.0 * companion[:, None]  # the companion's
+    mean = fit_boundary(X, y, "Thing", recipe="mean")
+    cond = fit_boundary(X, y, "Thing", recipe="conditional", covariates=companion[:, None])
+    assert cond.recipe == "conditional" and cond.protocol["covariates"] == 1
+    assert float(mean.normals[:, 1].abs().min()) > 0.6  # the companion's axis dominates the mean difference
+    assert float(cond.normals[:, 0].min()) > 0.99 and float(cond.normals[:, 1].abs().max()) < 0.05
+    assert min(cond.val_accuracy) > 0.95
+    with pytest.raises(BoundaryError, match="needs the other labels"):
+        fit_boundary(X, y, "Thing", recipe="conditional")
 
 
 def test_presets_add_their_attribute_with_the_release_lists(reference_dir):

@@ -488,6 +488,34 @@ def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactu
     assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"], rel=1e-5)
 
 
+def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
+    """loss.swap_box_weight: the mean L1 over each pair's swapped box only; needs the swap pairs."""
+    from model.boxes import boxes_at
+
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "g_loss_weight": 0, "swap_weight": 1.0, "swap_pairs": 3,
+                                       "swap_box_weight": 2.0},
+                       encoder={"type": "Encoder", "args": {**TINY["encoder"]["args"], "component_input": "crops",
+                                                            "crop_size": 8, "content_input": "fill_components"}})
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 5
+    with torch.no_grad():
+        _, swapped, truth = tr._swap_forward(batch["image"], batch["mask"])
+    comp = tr.swap.batch(5)[3]
+    err, area = 0.0, 0
+    for k in range(3):
+        x0, y0, x1, y1 = boxes_at(32)[int(comp[k])]
+        err += float((swapped[k, :, y0:y1, x0:x1] - truth[k, :, y0:y1, x0:x1]).abs().sum())
+        area += 3 * (x1 - x0) * (y1 - y0)
+    logs = tr.train_step(batch)
+    assert logs["swap_box_l1"] == pytest.approx(err / area, rel=1e-4)
+    assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"] + 2.0 * logs["swap_box_l1"], rel=1e-5)
+    cfg = json.loads(json.dumps(TINY))
+    cfg["loss"]["swap_box_weight"] = 1.0
+    with pytest.raises(ConfigError, match="swap_box_weight needs the swap pairs"):
+        parse_config(cfg)
+
+
 def test_swap_weight_needs_synthfaces(tmp_path):
     cfg = json.loads(json.dumps(TINY))
     cfg["loss"]["swap_weight"] = 1.0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from data_loader.registry import DatasetSpec, parse_dataset_spec
-from model.config import ModelConfig, build_model_config
+from model.config import BOUNDARY_RECIPES, ModelConfig, build_model_config
 from utils.config import build
 from utils.errors import ConfigError
 
@@ -112,6 +112,9 @@ class LossConfig:
     # release's data sets have no counterfactuals). ``swap_pairs`` pairs per iteration.
     swap_weight: float = 0.0
     swap_pairs: int = 8
+    # The same L1 taken inside the swapped component's box only (mean over the box's pixels): the
+    # whole-image mean gives the box, where the swap shows, a few per cent of the swap loss.
+    swap_box_weight: float = 0.0
     # LPIPS backbone: "pretrained" (torchvision VGG16 weights, local file required) or "random"
     # (tests only). ``lpips_vgg_weights`` points to a local vgg16 state_dict file.
     lpips_backbone: str = "pretrained"
@@ -123,8 +126,11 @@ class LossConfig:
         if self.d_reg_every < 1:
             raise ConfigError("loss.d_reg_every must be >= 1")
         for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1", "box_l1_weight",
-                     "swap_weight"):
+                     "swap_weight", "swap_box_weight"):
             check_range(f"loss.{name}", getattr(self, name), 0)
+        if self.swap_box_weight > 0 and self.swap_weight == 0:
+            raise ConfigError("loss.swap_box_weight needs the swap pairs: set loss.swap_weight > 0 too (or "
+                              "swap_box_weight 0)")
         check_range("loss.swap_pairs", self.swap_pairs, 1, 1024)
 
 
@@ -194,6 +200,18 @@ SCHEDULERS = ("ExponentialLR",)
 
 
 @dataclass
+class EditingConfig:
+    """How the editing tools treat this run's checkpoints by default: ``boundary_recipe`` (one of
+    ``model.config.BOUNDARY_RECIPES``; ``release`` as the official code)."""
+    boundary_recipe: str = "release"
+
+    def __post_init__(self):
+        if self.boundary_recipe not in BOUNDARY_RECIPES:
+            raise ConfigError(f"editing.boundary_recipe '{self.boundary_recipe}' unknown; valid: "
+                              f"{', '.join(BOUNDARY_RECIPES)}")
+
+
+@dataclass
 class TrainConfig:
     seed: int
     exp_id: str
@@ -210,6 +228,7 @@ class TrainConfig:
     lr_scheduler_G: Optional[Spec] = None
     lr_scheduler_D: Optional[Spec] = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    editing: EditingConfig = field(default_factory=EditingConfig)
     description: str = ""
 
     def __post_init__(self):
@@ -234,7 +253,7 @@ _BLOCKS = {
     "encoder": Spec, "generator": Spec, "discriminator": Spec,
     "data_loader": DataLoaderConfig, "loss": LossConfig, "optimizer_G": OptimizerConfig,
     "optimizer_D": OptimizerConfig, "lr_scheduler_G": Spec, "lr_scheduler_D": Spec,
-    "trainer": TrainerConfig,
+    "trainer": TrainerConfig, "editing": EditingConfig,
 }
 
 

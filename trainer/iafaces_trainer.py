@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data_loader.synthfaces.dataset import split_ranges, transfer_pairs
 from model import build_networks
-from model.boxes import COMPONENTS, component_box_mask
+from model.boxes import COMPONENTS, boxes_at, component_box_mask
 from model.checkpoint import pack_checkpoint
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
@@ -145,6 +145,10 @@ class IAFacesTrainer(BaseTrainer):
         self.amp = cfg.trainer.amp == "bf16"
         self.box_mask = component_box_mask(self.model_config.encoder.size).to(device)  # [1, 1, S, S]
         self.swap = SwapPairs(cfg) if L.swap_weight > 0 else None
+        size = self.model_config.encoder.size
+        self.comp_masks = torch.zeros(len(COMPONENTS), 1, size, size, device=device)  # one box each
+        for i, (x0, y0, x1, y1) in enumerate(boxes_at(size)):
+            self.comp_masks[i, :, y0:y1, x0:x1] = 1
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
         from data_loader.masks import mask_settings
@@ -204,9 +208,15 @@ class IAFacesTrainer(BaseTrainer):
             loss_g = loss_g + L.box_l1_weight * box_l1
             logs["box_l1"] = box_l1.item()
         if self.swap is not None:
-            swap_l1 = (swapped - truth).abs().mean()
+            swap_err = (swapped - truth).abs()
+            swap_l1 = swap_err.mean()
             loss_g = loss_g + L.swap_weight * swap_l1
             logs["swap_l1"] = swap_l1.item()
+            if L.swap_box_weight > 0:
+                m = self.comp_masks[self._swap_comp]  # [m, 1, S, S]: each pair's swapped box
+                swap_box = (swap_err * m).sum() / (m.sum() * swap_err.shape[1])
+                loss_g = loss_g + L.swap_box_weight * swap_box
+                logs["swap_box_l1"] = swap_box.item()
         if self.perceptual is not None:
             p = self.perceptual(fake, x)
             loss_g = loss_g + L.p_loss_weight * p
@@ -226,8 +236,10 @@ class IAFacesTrainer(BaseTrainer):
 
     def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One encoder and one generator pass over the batch and this iteration's swap pairs:
-        (reconstruction of x, decoded swapped targets, their rendered counterfactuals)."""
+        (reconstruction of x, decoded swapped targets, their rendered counterfactuals); the pairs'
+        components are kept in ``_swap_comp``."""
         target, reference, truth, comp = (t.to(self.device) for t in self.swap.batch(self.iteration))
+        self._swap_comp = comp
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
