@@ -19,6 +19,7 @@ CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
 CONTENT_INPUTS = ("image", "outside_components", "fill_components")
 COMPONENT_INPUTS = ("features", "crops")
+RING_FITS = ("mean", "plane")
 # Attribute-boundary recipes (fitted by editing/boundaries.py); a training config names the one its
 # checkpoints edit with by default (``editing.boundary_recipe``; the release's SVM unless set).
 BOUNDARY_RECIPES = ("release", "standardized", "mean", "conditional")
@@ -39,7 +40,11 @@ class EncoderConfig:
     feature map, whose cells see far beyond their box) or ``crops`` (each embedding comes from a
     small network that sees only its own image box, resized to ``crop_size`` and taken relative to
     the mean colour of the one-pixel ring around the box, so it carries the component's shape and
-    not the skin colour; ``crop_channels`` is its first width)."""
+    not the skin colour; ``crop_channels`` is its first width).
+
+    ``ring_fit``: what "the ring colour" is for ``fill_components`` and ``crops``: ``mean`` (one
+    colour per box) or ``plane`` (a least-squares colour plane through the ring, so a lighting
+    gradient across the box goes with the content branch and not into the embedding)."""
     size: int = 256
     channel: int = 32
     channel_max: int = 512
@@ -51,9 +56,12 @@ class EncoderConfig:
     component_input: str = "features"
     crop_size: int = 16
     crop_channels: int = 32
+    ring_fit: str = "mean"
 
     def __post_init__(self):
         check_types(self, "encoder")
+        if self.ring_fit not in RING_FITS:
+            raise ConfigError(f"encoder.ring_fit must be one of {RING_FITS}, got {self.ring_fit!r}")
         if self.content_input not in CONTENT_INPUTS:
             raise ConfigError(f"encoder.content_input must be one of {CONTENT_INPUTS}, got {self.content_input!r}")
         if self.component_input not in COMPONENT_INPUTS:

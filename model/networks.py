@@ -14,7 +14,7 @@ from torch import Tensor
 from .boxes import boxes_at
 from .config import DiscriminatorConfig, EncoderConfig, GeneratorConfig
 from .layers import ConvLayer, EqualLinear, ResBlock, StyledConv, ToRGB
-from .ops import ring_means
+from .ops import ring_means, ring_planes
 
 Entry = tuple
 
@@ -87,7 +87,7 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)
         xm = x if mask is None else x * mask
-        rings = self.ring_means(xm) if (self.content_boxes is not None or self.crop_nets is not None) else None
+        rings = self.ring_colours(xm) if (self.content_boxes is not None or self.crop_nets is not None) else None
         if self.crop_nets is not None:
             content_in = xm if self.content_boxes is None else self.content_view(xm, rings)
             content = self.content_head(self.trunk(content_in))
@@ -108,31 +108,37 @@ class Encoder(nn.Module):
             comps.append(self.component_fc[max(0, i - 1)](crop))
         return content, torch.stack(comps, dim=1)
 
-    def ring_means(self, x: Tensor) -> Tensor:
-        """[B, 4, 3]: the mean colour of the one-pixel ring around each component's image box."""
-        return ring_means(x, self.image_boxes)
+    def ring_colours(self, x: Tensor) -> list[Tensor]:
+        """Per component box, the colour of the one-pixel ring around it as [B, 3, h, w] over the
+        box: its mean (``ring_fit: mean``) or a plane through it (``plane``)."""
+        if self.cfg.ring_fit == "plane":
+            return ring_planes(x, self.image_boxes)
+        means = ring_means(x, self.image_boxes)
+        return [means[:, i, :, None, None].expand(-1, -1, y1 - y0, x1 - x0)
+                for i, (x0, y0, x1, y1) in enumerate(self.image_boxes)]
 
-    def content_view(self, x: Tensor, rings: Optional[Tensor] = None) -> Tensor:
+    def content_view(self, x: Tensor, rings: Optional[list[Tensor]] = None) -> Tensor:
         """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)
-        or filled with the mean colour of the one-pixel ring around it (``fill_components``), so
-        that the look of a component can only reach the decoder through its embedding."""
+        or filled with the colour of the one-pixel ring around it (``fill_components``; mean or
+        plane, ``ring_fit``), so that the look of a component can only reach the decoder through
+        its embedding."""
         if rings is None:
-            rings = self.ring_means(x)
+            rings = self.ring_colours(x)
         x = x.clone()
         for i, (x0, y0, x1, y1) in enumerate(self.content_boxes):
             if self.cfg.content_input == "outside_components":
                 x[:, :, y0:y1, x0:x1] = 0
             else:
-                x[:, :, y0:y1, x0:x1] = rings[:, i, :, None, None]
+                x[:, :, y0:y1, x0:x1] = rings[i]
         return x
 
-    def crop_components(self, x: Tensor, rings: Tensor) -> Tensor:
+    def crop_components(self, x: Tensor, rings: list[Tensor]) -> Tensor:
         """``component_input: crops``: [B, 4, D] from each component's own image box, relative to
-        its ring colour and resized to ``crop_size`` (bilinear)."""
+        its ring colour (``ring_fit``) and resized to ``crop_size`` (bilinear)."""
         cs = self.cfg.crop_size
         comps = []
         for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
-            crop = x[:, :, y0:y1, x0:x1] - rings[:, i, :, None, None]
+            crop = x[:, :, y0:y1, x0:x1] - rings[i]
             crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
             comps.append(self.crop_nets[max(0, i - 1)](crop))
         return torch.stack(comps, dim=1)

@@ -94,6 +94,28 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)
 
 
+def ring_planes(x: Tensor, boxes) -> list[Tensor]:
+    """Per box ``[x0, y0, x1, y1]``, the least-squares plane ``c + a u + b v`` (per channel, u, v
+    the pixel offsets from the box centre) through the one-pixel ring around it (clipped to the
+    image), evaluated over the box: x [B, C, S, S] -> [[B, C, h, w], ...]. It follows a shading
+    gradient across the box where the ring mean is flat."""
+    S = x.shape[-1]
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+        cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
+        vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64) - cy,
+                                torch.arange(a0, a1, dtype=torch.float64) - cx, indexing="ij")
+        ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
+        ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
+        A = torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1)  # [n, 3]
+        fit = torch.linalg.pinv(A).to(x)  # [3, n]
+        coef = x[:, :, b0:b1, a0:a1][:, :, ring] @ fit.T  # [B, C, 3]
+        basis = torch.stack([torch.ones_like(uu), uu, vv])[:, y0 - b0:y1 - b0, x0 - a0:x1 - a0].to(x)  # [3, h, w]
+        out.append(torch.einsum("bck,khw->bchw", coef, basis))
+    return out
+
+
 def ring_means(x: Tensor, boxes) -> Tensor:
     """Mean colour of the one-pixel ring around each box ``[x0, y0, x1, y1]`` (clipped to the
     image). x: [B, C, S, S] -> [B, len(boxes), C]."""

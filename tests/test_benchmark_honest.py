@@ -62,7 +62,20 @@ def test_oracle_meets_every_target(lookup, tmp_path):
     assert not missed, missed
     met, total = editing_targets_met(r["targets"])
     assert met == total and total == 5 * 2 + 7 + 1 + 2
-    assert "not met" not in to_markdown(r)
+    md = to_markdown(r)
+    assert "not met" not in md
+    # The oracle's rendering of the ground truth is its edit: the same reading.
+    assert all(row["success_rendered_gt"] == row["success"] for row in [*r["attributes"].values(),
+                                                                          *r["single_eye"].values()])
+    # Every table row has as many cells as its header.
+    cells = None
+    for line in md.splitlines():
+        if not line.startswith("|"):
+            cells = None
+            continue
+        n = line.count("|")
+        cells = n if cells is None else cells
+        assert n == cells, line
 
 
 def test_no_edit_meets_no_editing_target(lookup, tmp_path):

@@ -421,6 +421,43 @@ def test_crop_components_see_only_their_own_box():
         list(E.official_entries())
 
 
+def test_ring_plane_follows_a_lighting_gradient():
+    """ring_fit: plane: the plane through a box's ring reproduces a linear ramp inside the box
+    exactly (the ring mean does not), so a ramp added to the face leaves the crop embeddings
+    unchanged and fills the content view's boxes with the ramp."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model import build_model_config
+    from model.boxes import boxes_at
+    from model.networks import Encoder
+    from model.ops import ring_means, ring_planes
+
+    S = 32
+    ramp = (torch.linspace(-0.3, 0.2, S)[None, :] + 0.5 * torch.linspace(-0.2, 0.2, S)[:, None]).expand(1, 3, S, S)
+    for (x0, y0, x1, y1), plane in zip(boxes_at(S), ring_planes(ramp, boxes_at(S))):
+        torch.testing.assert_close(plane, ramp[:, :, y0:y1, x0:x1], atol=1e-5, rtol=0)
+        mean = ring_means(ramp, [(x0, y0, x1, y1)])[:, 0, :, None, None]
+        assert float((mean - ramp[:, :, y0:y1, x0:x1]).abs().max()) > 0.05
+    torch.manual_seed(0)
+    args = {"size": S, "channel": 8, "channel_max": 32, "feat_size": 8, "content_channels": 32, "comp_dim": 16,
+            "crop_size": 8, "crop_channels": 8, "content_input": "fill_components", "component_input": "crops"}
+    x = render_batch([sf.sample_factors(0, 3)], S)
+    for fit, same in (("plane", True), ("mean", False)):
+        cfg = build_model_config("iafaces_cam", encoder={**args, "ring_fit": fit},
+                                 generator={"channel_base": 512, "channel_max": 32})
+        E = Encoder(cfg.encoder).eval()
+        with torch.no_grad():
+            _, z = E(x)
+            _, z_lit = E(x + ramp)
+        assert torch.allclose(z, z_lit, atol=1e-4) == same, fit
+        if fit == "plane":
+            x0, y0, x1, y1 = boxes_at(S)[2]
+            view = E.content_view(ramp.clone())
+            torch.testing.assert_close(view[:, :, y0:y1, x0:x1], ramp[:, :, y0:y1, x0:x1], atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="ring_fit"):
+        build_model_config("iafaces", encoder={"size": 64, "ring_fit": "median"})
+
+
 def test_bad_component_input_and_crop_size_are_rejected():
     from model import build_model_config
     with pytest.raises(ConfigError, match="component_input"):
