@@ -73,6 +73,12 @@ TARGETS = {
     "eye_other_kept": 0.9,       # ... with the other eye kept >= 90 %
 }
 STRENGTH_MODES = ("calibrated", "official")
+# Strength fitted per edit (calibrated mode, no --strength_scale): the smallest of these multiples
+# of the class gap at which the classifier reads the target label on FIT_SUCCESS of the edited
+# validation faces (FIT_FACES faces of the data set's validation split, never the test faces).
+FIT_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0)
+FIT_SUCCESS = 0.9
+FIT_FACES = 200
 REFERENCES = ("oracle", "no_edit")
 
 
@@ -174,12 +180,13 @@ class Benchmark:
     ``editor``: the model under test (``reference`` None), or None with ``reference`` ``"oracle"`` /
     ``"no_edit"`` and ``size`` to score a reference edit maker. ``strength_mode``: ``calibrated``
     moves each edited component by its boundary's class gap (the distance between the mean
-    projections of the faces with and without the attribute) times ``strength_scale``;
-    ``official`` uses the presets' strengths (and ``eye_strength``) times ``strength_scale``."""
+    projections of the faces with and without the attribute) times ``strength_scale`` (None:
+    fitted per edit on validation faces, :meth:`fit_scale`); ``official`` uses the presets'
+    strengths (and ``eye_strength``) times ``strength_scale`` (None: 1)."""
 
     def __init__(self, editor, classifier, out_dir: Path, num: int = 200, label_source=None,
                  boundary_dir: Optional[Path] = None, discriminator=None, eye_strength: float = 4.0,
-                 strength_scale: float = 1.0, grid_rows: int = 8, setup: Optional[dict] = None,
+                 strength_scale: Optional[float] = None, grid_rows: int = 8, setup: Optional[dict] = None,
                  log: Callable[[str], None] = _log, strength_mode: str = "calibrated",
                  reference: Optional[str] = None, size: Optional[int] = None, recipe: Optional[str] = None):
         if recipe is None:
@@ -199,7 +206,11 @@ class Benchmark:
         self.log = log
         self.D = discriminator
         self.label_source, self.boundary_dir = label_source, boundary_dir
-        self.eye_strength, self.strength_scale = float(eye_strength), float(strength_scale)
+        # None: fitted per edit on validation faces in calibrated mode (fit_scale), 1 in official mode.
+        self.fit = strength_scale is None and strength_mode == "calibrated" and editor is not None
+        self.eye_strength = float(eye_strength)
+        self.strength_scale = 1.0 if strength_scale is None else float(strength_scale)
+        self._val = None
         self.strength_mode = strength_mode
         self.grid_rows = max(0, int(grid_rows))
         self.ids = held_out_ids(self.setup, num)
@@ -253,6 +264,39 @@ class Benchmark:
         info["class_gap"] = [float(g) for g in gaps]
         sign = 1.0 if preset_strength > 0 else -1.0
         return b.normals * gaps[:, None], sign * self.strength_scale, info
+
+    def fit_scale(self, attr: str, target: bool, dirs: Tensor, strength: float, comps: str,
+                  other: Optional[str] = None) -> tuple[float, dict]:
+        """(scale, report fields): the smallest of ``FIT_SCALES`` at which the classifier reads
+        ``attr`` = ``target`` on ``FIT_SUCCESS`` of the edited validation faces that lack it (and
+        whose reconstruction it reads right; ``other``: an attribute that must be unset, read right
+        too, as for the single-eye edits); the best one when none does."""
+        if self._val is None:
+            ids = list(split_ranges(**self.setup["splits"])["val"][:FIT_FACES])
+            factors = [sf.sample_factors(self.setup["seed"], i) for i in ids]
+            x = render_batch(factors, self.size)
+            content, z = self.ed.encode(x)
+            self._val = (label_matrix(factors), content, z, self.predict(self.ed.decode(content, z)))
+        labels, content, z, pred_r = self._val
+        a = self.attr_names.index(attr)
+        keep = labels[:, a] != target
+        checked = [a]
+        if other is not None:
+            o = self.attr_names.index(other)
+            keep &= ~labels[:, o]
+            checked.append(o)
+        keep &= (pred_r[:, checked] == labels[:, checked]).all(1)
+        sel = np.flatnonzero(keep)
+        rates = {}
+        if len(sel):
+            for scale in FIT_SCALES:
+                edited = self.ed.decode(content[sel], Editor.apply_direction(z[sel], dirs, strength * scale, comps))
+                rates[scale] = float((self.predict(edited)[:, a] == target).mean())
+                if rates[scale] >= FIT_SUCCESS:
+                    break
+        chosen = next((k for k, v in rates.items() if v >= FIT_SUCCESS), max(rates, key=rates.get, default=1.0))
+        return chosen, {"fitted_scale": chosen, "fit_faces": int(len(sel)),
+                        "fit_success": {f"{k:g}": v for k, v in rates.items()}}
 
     def grid(self, name: str, columns: Sequence[Tensor], header: str) -> None:
         if not self.grid_rows or columns[0].shape[0] == 0:
@@ -360,6 +404,9 @@ class Benchmark:
         gt_f = [sf.flip_attribute(self.factors[k], attr, target) for k in sel]
         gt = render_batch(gt_f, self.size)
         dirs, strength, info = self.directions(attr, preset_strength)
+        if self.fit:
+            scale, fit_info = self.fit_scale(attr, target, dirs, strength, comps, other)
+            strength, info = strength * scale, {**info, **fit_info}
         edited = self.edits.move(sel, dirs, strength, comps, gt)
         pred_e = self.predict(edited)
         checked = [self.attr_names.index(attr)] + ([self.attr_names.index(other)] if other else [])
@@ -538,6 +585,14 @@ def _fmt(v, spec=".4f") -> str:
     return format(v, spec)
 
 
+def _scale_text(s: dict) -> str:
+    scale = s.get("strength_scale", 1)
+    if scale is None and s.get("strength_mode") == "calibrated" and s.get("arch"):
+        return (f"class gap x the smallest of {', '.join(f'{v:g}' for v in FIT_SCALES)} at which the classifier reads "
+                f"the attribute on {FIT_SUCCESS:.0%} of {FIT_FACES} validation faces' edits, per edit")
+    return f"x {1 if scale is None else scale:g}"
+
+
 def to_markdown(r: dict) -> str:
     """The report: setup, reconstruction, transfer, attributes, single eye, targets."""
     s = r["setup"]
@@ -550,7 +605,7 @@ def to_markdown(r: dict) -> str:
              f"metric boxes at {s['size']} px; locality is MSE_irr over the change inside the edited boxes. "
              f"Attribute labels of edits come from the classifier `{s['classifier']}`; IFG from "
              f"{s['discriminator'] or 'no discriminator (not reported)'}. Strengths: {s.get('strength_mode')}"
-             f" (x {s.get('strength_scale', 1):g}); boundary recipe: {s.get('recipe', 'release')}.", ""]
+             f" ({_scale_text(s)}); boundary recipe: {s.get('recipe', 'release')}.", ""]
     rec = r["reconstruction"]
     c = r["classifier"]
     lines += ["## Reconstruction", "", "| MSE | PSNR (dB) | SSIM |", "|---|---|---|",
@@ -654,7 +709,11 @@ def build_parser():
                    "checkpoint's own, when it holds one)")
     p.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     p.add_argument("--eye_strength", type=float, default=4.0, help="strength of the single-eye edits (default 4)")
-    p.add_argument("--strength_scale", type=float, default=1.0, help="multiply the strengths (default 1)")
+    p.add_argument("--strength_scale", type=float, default=None,
+                   help="multiply the strengths by this (default: with calibrated strengths, fitted per edit on "
+                   f"{FIT_FACES} validation faces, never the test faces: the smallest of "
+                   f"{', '.join(f'{v:g}' for v in FIT_SCALES)} at which the classifier reads the attribute on "
+                   f"{FIT_SUCCESS:.0%} of the edits; with official strengths 1)")
     p.add_argument("--strength_mode", choices=STRENGTH_MODES, default="calibrated",
                    help="calibrated (default): move each edited component by its boundary's class gap (the distance "
                    "between the mean projections of the label faces with and without the attribute); official: the "
@@ -674,7 +733,7 @@ def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
     for flag in ("eye_strength", "strength_scale"):
-        if not math.isfinite(getattr(args, flag)):
+        if getattr(args, flag) is not None and not math.isfinite(getattr(args, flag)):
             raise UserError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")

@@ -160,3 +160,53 @@ def test_edit_error_is_judged_against_the_rendered_ground_truth(lookup, tmp_path
     for r in rows:
         assert r["error_rgt"] == 0 and r["error_rgt_no_edit"] > 0
     assert any(r["error_gt"] > 0.7 * r["error_gt_no_edit"] for r in rows)
+
+
+def test_strength_is_fitted_on_validation_faces():
+    """Calibrated strengths without --strength_scale: the smallest multiple of the class gap at
+    which the classifier reads the target on 90 % of the edited validation faces; the best one
+    when none does. A stand-in model draws the mouth embedding into one pixel and a stand-in
+    classifier reads "mouth open" above a threshold."""
+    from evaluation.synth_benchmark import FIT_SCALES, FIT_SUCCESS
+
+    class PixelEditor:
+        size = SIZE
+
+        def encode(self, x):
+            return x, torch.zeros(x.shape[0], 4, 1)
+
+        def decode(self, content, z):
+            out = content.clone()
+            out[:, 0, 0, 0] = z[:, 3, 0]
+            return out
+
+    class Threshold:
+        attribute_names = list(sf.ATTRIBUTES)
+
+        def __init__(self, t):
+            self.t = t
+
+        def index(self, a):
+            return self.attribute_names.index(a)
+
+        def predict(self, images):
+            p = torch.zeros(images.shape[0], len(self.attribute_names), dtype=torch.bool)
+            p[:, self.index("Mouth_Slightly_Open")] = images[:, 0, 0, 0] >= self.t
+            return p
+
+    b = Benchmark.__new__(Benchmark)
+    b.ed, b.size, b.setup, b.attr_names, b._val = PixelEditor(), SIZE, SETUP, list(sf.ATTRIBUTES), None
+    dirs = torch.ones(4, 1)
+    b.clf = Threshold(1.4)
+    scale, info = b.fit_scale("Mouth_Slightly_Open", True, dirs, 1.0, "mouth")
+    assert scale == 1.5 and info["fit_success"] == {"1": 0.0, "1.25": 0.0, "1.5": 1.0}
+    from data_loader.synthfaces.dataset import split_ranges
+
+    val = split_ranges(**SETUP["splits"])["val"]  # never the test faces
+    assert set(val).isdisjoint(split_ranges(**SETUP["splits"])["test"])
+    closed = ~label_matrix([sf.sample_factors(0, i) for i in val])[:, b.attr_names.index("Mouth_Slightly_Open")]
+    assert info["fit_faces"] == closed.sum() > 0
+    b.clf, b._val = Threshold(5.0), None
+    scale, info = b.fit_scale("Mouth_Slightly_Open", True, dirs, 1.0, "mouth")
+    assert scale == FIT_SCALES[0] and len(info["fit_success"]) == len(FIT_SCALES)
+    assert max(info["fit_success"].values()) < FIT_SUCCESS
