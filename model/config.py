@@ -44,7 +44,10 @@ class EncoderConfig:
 
     ``ring_fit``: what "the ring colour" is for ``fill_components`` and ``crops``: ``mean`` (one
     colour per box) or ``plane`` (a least-squares colour plane through the ring, so a lighting
-    gradient across the box goes with the content branch and not into the embedding)."""
+    gradient across the box goes with the content branch and not into the embedding).
+    ``crop_exclusive``: a crop keeps only the pixels no other component box covers (the rest is set
+    to the ring colour): where boxes overlap (the nose box's top row lies in the eye boxes, where
+    glasses frames pass) the shared pixels describe neither component alone."""
     size: int = 256
     channel: int = 32
     channel_max: int = 512
@@ -57,6 +60,7 @@ class EncoderConfig:
     crop_size: int = 16
     crop_channels: int = 32
     ring_fit: str = "mean"
+    crop_exclusive: bool = False
 
     def __post_init__(self):
         check_types(self, "encoder")

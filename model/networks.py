@@ -139,9 +139,20 @@ class Encoder(nn.Module):
         comps = []
         for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
             crop = x[:, :, y0:y1, x0:x1] - rings[i]
+            if self.cfg.crop_exclusive:
+                crop = crop * self._own_pixels(i).to(crop)
             crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
             comps.append(self.crop_nets[max(0, i - 1)](crop))
         return torch.stack(comps, dim=1)
+
+    def _own_pixels(self, i: int) -> Tensor:
+        """[h, w] of component i's image box: 1 where no other component box covers the pixel."""
+        x0, y0, x1, y1 = self.image_boxes[i]
+        own = torch.ones(y1 - y0, x1 - x0)
+        for j, (a0, b0, a1, b1) in enumerate(self.image_boxes):
+            if j != i:
+                own[max(b0, y0) - y0:max(min(b1, y1) - y0, 0), max(a0, x0) - x0:max(min(a1, x1) - x0, 0)] = 0
+        return own
 
     def official_entries(self) -> Iterator[Entry]:
         if self.crop_nets is not None:

@@ -458,6 +458,37 @@ def test_ring_plane_follows_a_lighting_gradient():
         build_model_config("iafaces", encoder={"size": 64, "ring_fit": "median"})
 
 
+def test_exclusive_crops_ignore_pixels_shared_with_another_box():
+    """crop_exclusive: a change where the nose box overlaps an eye box (its top row) reaches neither
+    embedding, a change in the eye's own pixels still reaches the eye's; without the option the
+    shared change reaches both."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model import build_model_config
+    from model.boxes import boxes_at
+    from model.networks import Encoder
+
+    S = 64
+    (lx0, ly0, lx1, ly1), _, (nx0, ny0, nx1, ny1), _ = boxes_at(S)
+    assert ny0 < ly1 and nx0 < lx1  # the boxes do overlap at this size
+    x = render_batch([sf.sample_factors(0, 5)], S)
+    y = x.clone()
+    y[:, :, ny0:ly1, nx0:lx1] += 0.5
+    w = x.clone()
+    w[:, :, ly0 + 4:ly0 + 6, lx0 + 3:lx0 + 6] += 0.5
+    args = {"size": S, "channel": 8, "channel_max": 32, "feat_size": 16, "content_channels": 32, "comp_dim": 16,
+            "crop_size": 16, "crop_channels": 8, "content_input": "fill_components", "component_input": "crops"}
+    for exclusive in (True, False):
+        torch.manual_seed(0)
+        E = Encoder(build_model_config("iafaces_cam", encoder={**args, "crop_exclusive": exclusive},
+                                       generator={"channel_base": 512, "channel_max": 32}).encoder).eval()
+        with torch.no_grad():
+            z, z2, z3 = E(x)[1], E(y)[1], E(w)[1]
+        assert torch.allclose(z[:, 2], z2[:, 2], atol=1e-6) == exclusive
+        assert torch.allclose(z[:, 0], z2[:, 0], atol=1e-6) == exclusive
+        assert not torch.allclose(z[:, 0], z3[:, 0], atol=1e-6) and torch.allclose(z[:, 2], z3[:, 2], atol=1e-6)
+
+
 def test_bad_component_input_and_crop_size_are_rejected():
     from model import build_model_config
     with pytest.raises(ConfigError, match="component_input"):
