@@ -81,6 +81,16 @@ class Encoder(nn.Module):
             self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
             if dims[0] != dims[1]:
                 raise ValueError("eye boxes differ in size; they must share one projection")
+        # crop_exclusive: per component, [h, w] 1 where no other component box covers the pixel.
+        self._own_pixels = None
+        if cfg.component_input == "crops" and cfg.crop_exclusive:
+            self._own_pixels = []
+            for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
+                own = torch.ones(y1 - y0, x1 - x0)
+                for j, (a0, b0, a1, b1) in enumerate(self.image_boxes):
+                    if j != i:
+                        own[max(b0, y0) - y0:max(min(b1, y1) - y0, 0), max(a0, x0) - x0:max(min(a1, x1) - x0, 0)] = 0
+                self._own_pixels.append(own)
         # content_input: what the content branch sees of the component boxes (see EncoderConfig).
         self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
 
@@ -139,20 +149,11 @@ class Encoder(nn.Module):
         comps = []
         for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
             crop = x[:, :, y0:y1, x0:x1] - rings[i]
-            if self.cfg.crop_exclusive:
-                crop = crop * self._own_pixels(i).to(crop)
+            if self._own_pixels is not None:
+                crop = crop * self._own_pixels[i].to(crop)
             crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
             comps.append(self.crop_nets[max(0, i - 1)](crop))
         return torch.stack(comps, dim=1)
-
-    def _own_pixels(self, i: int) -> Tensor:
-        """[h, w] of component i's image box: 1 where no other component box covers the pixel."""
-        x0, y0, x1, y1 = self.image_boxes[i]
-        own = torch.ones(y1 - y0, x1 - x0)
-        for j, (a0, b0, a1, b1) in enumerate(self.image_boxes):
-            if j != i:
-                own[max(b0, y0) - y0:max(min(b1, y1) - y0, 0), max(a0, x0) - x0:max(min(a1, x1) - x0, 0)] = 0
-        return own
 
     def official_entries(self) -> Iterator[Entry]:
         if self.crop_nets is not None:

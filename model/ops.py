@@ -4,6 +4,8 @@ Dimension names: B batch, C channels, H/W height/width, O/I output/input channel
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Optional, Sequence
 
@@ -94,6 +96,22 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)
 
 
+@functools.lru_cache(maxsize=None)
+def _ring_plane_fit(box: tuple, S: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(ring mask bool [h+2, w+2] clipped, least-squares fit [3, n_ring], basis [3, h, w]) in float64
+    for the plane ``c + a u + b v`` through the ring around ``box`` (u, v: offsets from its centre)."""
+    x0, y0, x1, y1 = box
+    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+    cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
+    vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64) - cy,
+                            torch.arange(a0, a1, dtype=torch.float64) - cx, indexing="ij")
+    ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
+    ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
+    fit = torch.linalg.pinv(torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1))  # [3, n]
+    basis = torch.stack([torch.ones_like(uu), uu, vv])[:, y0 - b0:y1 - b0, x0 - a0:x1 - a0]
+    return ring, fit, basis
+
+
 def ring_planes(x: Tensor, boxes) -> list[Tensor]:
     """Per box ``[x0, y0, x1, y1]``, the least-squares plane ``c + a u + b v`` (per channel, u, v
     the pixel offsets from the box centre) through the one-pixel ring around it (clipped to the
@@ -101,18 +119,13 @@ def ring_planes(x: Tensor, boxes) -> list[Tensor]:
     gradient across the box where the ring mean is flat."""
     S = x.shape[-1]
     out = []
-    for x0, y0, x1, y1 in boxes:
-        a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
-        cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
-        vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64) - cy,
-                                torch.arange(a0, a1, dtype=torch.float64) - cx, indexing="ij")
-        ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
-        ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
-        A = torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1)  # [n, 3]
-        fit = torch.linalg.pinv(A).to(x)  # [3, n]
-        coef = x[:, :, b0:b1, a0:a1][:, :, ring] @ fit.T  # [B, C, 3]
-        basis = torch.stack([torch.ones_like(uu), uu, vv])[:, y0 - b0:y1 - b0, x0 - a0:x1 - a0].to(x)  # [3, h, w]
-        out.append(torch.einsum("bck,khw->bchw", coef, basis))
+    for box in boxes:
+        x0, y0, x1, y1 = box
+        ring, fit, basis = _ring_plane_fit(tuple(int(v) for v in box), S)
+        a0, b0 = max(x0 - 1, 0), max(y0 - 1, 0)
+        patch = x[:, :, b0:b0 + ring.shape[0], a0:a0 + ring.shape[1]]
+        coef = patch[:, :, ring.to(x.device)] @ fit.T.to(x)  # [B, C, 3]
+        out.append(torch.einsum("bck,khw->bchw", coef, basis.to(x)))
     return out
 
 

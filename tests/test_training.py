@@ -500,7 +500,7 @@ def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
     batch = next(iter(tr.epoch_batches(0, 0)))
     tr.iteration = 5
     with torch.no_grad():
-        _, swapped, truth = tr._swap_forward(batch["image"], batch["mask"])
+        _, swapped, truth, _ = tr._swap_forward(batch["image"], batch["mask"])
     comp = tr.swap.batch(5)[3]
     err, area = 0.0, 0
     for k in range(3):

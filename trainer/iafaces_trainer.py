@@ -198,7 +198,7 @@ class IAFacesTrainer(BaseTrainer):
             if self.swap is None:
                 fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
             else:
-                fake, swapped, truth = self._swap_forward(x, mask)
+                fake, swapped, truth, swap_comp = self._swap_forward(x, mask)
             adv = g_nonsaturating_loss(self.D(fake).float()) if use_gan else fake.new_zeros(())
         l1 = (fake - x).abs().mean()
         loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
@@ -213,7 +213,7 @@ class IAFacesTrainer(BaseTrainer):
             loss_g = loss_g + L.swap_weight * swap_l1
             logs["swap_l1"] = swap_l1.item()
             if L.swap_box_weight > 0:
-                m = self.comp_masks[self._swap_comp]  # [m, 1, S, S]: each pair's swapped box
+                m = self.comp_masks[swap_comp]  # [m, 1, S, S]: each pair's swapped box
                 swap_box = (swap_err * m).sum() / (m.sum() * swap_err.shape[1])
                 loss_g = loss_g + L.swap_box_weight * swap_box
                 logs["swap_box_l1"] = swap_box.item()
@@ -234,12 +234,11 @@ class IAFacesTrainer(BaseTrainer):
             self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
         return logs
 
-    def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One encoder and one generator pass over the batch and this iteration's swap pairs:
-        (reconstruction of x, decoded swapped targets, their rendered counterfactuals); the pairs'
-        components are kept in ``_swap_comp``."""
+        (reconstruction of x, decoded swapped targets, their rendered counterfactuals, the pairs'
+        component indices)."""
         target, reference, truth, comp = (t.to(self.device) for t in self.swap.batch(self.iteration))
-        self._swap_comp = comp
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
@@ -248,7 +247,7 @@ class IAFacesTrainer(BaseTrainer):
         z_swap = torch.where(take, z[n + m:], z[n:n + m])
         out = self.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([z[:n], z_swap]),
                            noise_mode=self.noise_mode).float()
-        return out[:n], out[n:], truth
+        return out[:n], out[n:], truth, comp
 
     def _d_step(self, x, mask, logs) -> None:
         L = self.cfg.loss
