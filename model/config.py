@@ -47,7 +47,10 @@ class EncoderConfig:
     gradient across the box goes with the content branch and not into the embedding).
     ``crop_exclusive``: a crop keeps only the pixels no other component box covers (the rest is set
     to the ring colour): where boxes overlap (the nose box's top row lies in the eye boxes, where
-    glasses frames pass) the shared pixels describe neither component alone."""
+    glasses frames pass) the shared pixels describe neither component alone.
+    ``ring_exclusive``: the ring colour (either fit) leaves out ring pixels inside another
+    component's box: the nose box's ring runs through the eye boxes just where glasses frames
+    pass, so with it a nose embedding, taken relative to its ring, reads the glasses."""
     size: int = 256
     channel: int = 32
     channel_max: int = 512
@@ -61,6 +64,7 @@ class EncoderConfig:
     crop_channels: int = 32
     ring_fit: str = "mean"
     crop_exclusive: bool = False
+    ring_exclusive: bool = False
 
     def __post_init__(self):
         check_types(self, "encoder")

@@ -93,6 +93,8 @@ class Encoder(nn.Module):
                 self._own_pixels.append(own)
         # content_input: what the content branch sees of the component boxes (see EncoderConfig).
         self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
+        if self.content_boxes is not None or self.crop_nets is not None:
+            self.ring_colours(torch.zeros(1, 1, cfg.size, cfg.size))  # a ring left too small fails here
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)
@@ -122,8 +124,8 @@ class Encoder(nn.Module):
         """Per component box, the colour of the one-pixel ring around it as [B, 3, h, w] over the
         box: its mean (``ring_fit: mean``) or a plane through it (``plane``)."""
         if self.cfg.ring_fit == "plane":
-            return ring_planes(x, self.image_boxes)
-        means = ring_means(x, self.image_boxes)
+            return ring_planes(x, self.image_boxes, self.cfg.ring_exclusive)
+        means = ring_means(x, self.image_boxes, self.cfg.ring_exclusive)
         return [means[:, i, :, None, None].expand(-1, -1, y1 - y0, x1 - x0)
                 for i, (x0, y0, x1, y1) in enumerate(self.image_boxes)]
 

@@ -96,47 +96,73 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)
 
 
+def _ring(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, tuple[int, int]]:
+    """(bool [h+2, w+2] ring mask clipped to the image, its patch origin (a0, b0)) for the
+    one-pixel ring around ``box``, without the pixels inside any of the ``others`` boxes."""
+    x0, y0, x1, y1 = box
+    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+    ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
+    ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
+    for c0, d0, c1, d1 in others:
+        ring[max(d0 - b0, 0):max(d1 - b0, 0), max(c0 - a0, 0):max(c1 - a0, 0)] = False
+    return ring, (a0, b0)
+
+
+def ring_others(boxes, exclusive: bool) -> list[tuple]:
+    """Per box, the boxes whose pixels its ring leaves out: every other box when ``exclusive``
+    (a ring pixel inside another component's box shows that component, a glasses frame over an
+    eye for example, not the surroundings), none otherwise."""
+    boxes = [tuple(int(v) for v in b) for b in boxes]
+    return [tuple(o for j, o in enumerate(boxes) if j != i) if exclusive else () for i in range(len(boxes))]
+
+
 @functools.lru_cache(maxsize=None)
-def _ring_plane_fit(box: tuple, S: int) -> tuple[Tensor, Tensor, Tensor]:
+def _ring_plane_fit(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, Tensor, Tensor]:
     """(ring mask bool [h+2, w+2] clipped, least-squares fit [3, n_ring], basis [3, h, w]) in float64
     for the plane ``c + a u + b v`` through the ring around ``box`` (u, v: offsets from its centre)."""
     x0, y0, x1, y1 = box
-    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
+    ring, (a0, b0) = _ring(box, S, others)
+    b1, a1 = b0 + ring.shape[0], a0 + ring.shape[1]
     cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
     vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64) - cy,
                             torch.arange(a0, a1, dtype=torch.float64) - cx, indexing="ij")
-    ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
-    ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
-    fit = torch.linalg.pinv(torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1))  # [3, n]
+    design = torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1)
+    if torch.linalg.matrix_rank(design) < 3:
+        raise ValueError(f"the ring around box {box} keeps too few pixels for a colour plane "
+                         f"({int(ring.sum())} left outside the other boxes); use ring_fit 'mean'")
+    fit = torch.linalg.pinv(design)  # [3, n]
     basis = torch.stack([torch.ones_like(uu), uu, vv])[:, y0 - b0:y1 - b0, x0 - a0:x1 - a0]
     return ring, fit, basis
 
 
-def ring_planes(x: Tensor, boxes) -> list[Tensor]:
+def ring_planes(x: Tensor, boxes, exclusive: bool = False) -> list[Tensor]:
     """Per box ``[x0, y0, x1, y1]``, the least-squares plane ``c + a u + b v`` (per channel, u, v
     the pixel offsets from the box centre) through the one-pixel ring around it (clipped to the
-    image), evaluated over the box: x [B, C, S, S] -> [[B, C, h, w], ...]. It follows a shading
-    gradient across the box where the ring mean is flat."""
+    image; ``exclusive``: without ring pixels inside the other boxes, see :func:`ring_others`),
+    evaluated over the box: x [B, C, S, S] -> [[B, C, h, w], ...]. It follows a shading gradient
+    across the box where the ring mean is flat."""
     S = x.shape[-1]
     out = []
-    for box in boxes:
-        x0, y0, x1, y1 = box
-        ring, fit, basis = _ring_plane_fit(tuple(int(v) for v in box), S)
-        a0, b0 = max(x0 - 1, 0), max(y0 - 1, 0)
+    for box, others in zip(boxes, ring_others(boxes, exclusive)):
+        ring, fit, basis = _ring_plane_fit(tuple(int(v) for v in box), S, others)
+        a0, b0 = max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0)
         patch = x[:, :, b0:b0 + ring.shape[0], a0:a0 + ring.shape[1]]
         coef = patch[:, :, ring.to(x.device)] @ fit.T.to(x)  # [B, C, 3]
         out.append(torch.einsum("bck,khw->bchw", coef, basis.to(x)))
     return out
 
 
-def ring_means(x: Tensor, boxes) -> Tensor:
+def ring_means(x: Tensor, boxes, exclusive: bool = False) -> Tensor:
     """Mean colour of the one-pixel ring around each box ``[x0, y0, x1, y1]`` (clipped to the
-    image). x: [B, C, S, S] -> [B, len(boxes), C]."""
+    image; ``exclusive``: without ring pixels inside the other boxes). x: [B, C, S, S] ->
+    [B, len(boxes), C]."""
     S = x.shape[-1]
     out = []
-    for x0, y0, x1, y1 in boxes:
-        a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
-        ring = torch.ones(b1 - b0, a1 - a0, dtype=x.dtype, device=x.device)
-        ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = 0
-        out.append((x[:, :, b0:b1, a0:a1] * ring).sum((2, 3)) / ring.sum().clamp(min=1))
+    for box, others in zip(boxes, ring_others(boxes, exclusive)):
+        ring, (a0, b0) = _ring(tuple(int(v) for v in box), S, others)
+        if not ring.any():
+            raise ValueError(f"the ring around box {tuple(box)} lies entirely inside other boxes")
+        ring = ring.to(device=x.device, dtype=x.dtype)
+        patch = x[:, :, b0:b0 + ring.shape[0], a0:a0 + ring.shape[1]]
+        out.append((patch * ring).sum((2, 3)) / ring.sum())
     return torch.stack(out, dim=1)

@@ -489,6 +489,43 @@ def test_exclusive_crops_ignore_pixels_shared_with_another_box():
         assert not torch.allclose(z[:, 0], z3[:, 0], atol=1e-6) and torch.allclose(z[:, 2], z3[:, 2], atol=1e-6)
 
 
+def test_exclusive_ring_keeps_glasses_out_of_the_nose_embedding():
+    """ring_exclusive: the nose box's ring runs through the eye boxes where a glasses frame passes;
+    leaving those ring pixels out of the fit (plane or mean) keeps putting glasses on a face from
+    moving the nose embedding (crops relative to the ring), while the eye embeddings still see the
+    glasses. A ring left entirely inside another box is refused."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model import build_model_config
+    from model.networks import Encoder
+    from model.ops import ring_means, ring_planes
+
+    S = 64
+    faces = [sf.sample_factors(0, i) for i in range(12)]
+    on = render_batch([sf.flip_attribute(f, "Eyeglasses", True) for f in faces], S)
+    off = render_batch([sf.flip_attribute(f, "Eyeglasses", False) for f in faces], S)
+    args = {"size": S, "channel": 8, "channel_max": 32, "feat_size": 16, "content_channels": 32, "comp_dim": 16,
+            "crop_size": 16, "crop_channels": 8, "content_input": "fill_components", "component_input": "crops",
+            "crop_exclusive": True}
+    for fit in ("plane", "mean"):
+        moved = {}
+        for exclusive in (True, False):
+            torch.manual_seed(0)
+            E = Encoder(build_model_config("iafaces_cam", encoder={**args, "ring_fit": fit, "ring_exclusive": exclusive},
+                                           generator={"channel_base": 512, "channel_max": 32}).encoder).eval()
+            with torch.no_grad():
+                moved[exclusive] = (E(on)[1] - E(off)[1]).norm(dim=-1).mean(0)  # [4]
+        assert moved[True][2] < 0.02 * moved[False][2], (fit, moved)
+        assert moved[True][0] > 0.5 * moved[False][0] and moved[True][3] == 0, (fit, moved)
+    nested = [(2, 2, 4, 4), (1, 1, 6, 6)]
+    x = torch.zeros(1, 3, 8, 8)
+    ring_means(x, nested)  # the rings as they are: fine
+    with pytest.raises(ValueError, match="ring"):
+        ring_means(x, nested, exclusive=True)
+    with pytest.raises(ValueError, match="ring"):
+        ring_planes(x, nested, exclusive=True)
+
+
 def test_bad_component_input_and_crop_size_are_rejected():
     from model import build_model_config
     with pytest.raises(ConfigError, match="component_input"):
