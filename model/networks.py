@@ -14,7 +14,7 @@ from torch import Tensor
 from .boxes import boxes_at
 from .config import DiscriminatorConfig, EncoderConfig, GeneratorConfig
 from .layers import ConvLayer, EqualLinear, ResBlock, StyledConv, ToRGB
-from .ops import ring_means, ring_planes
+from .ops import check_rings, ring_means, ring_planes
 
 Entry = tuple
 
@@ -94,7 +94,7 @@ class Encoder(nn.Module):
         # content_input: what the content branch sees of the component boxes (see EncoderConfig).
         self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
         if self.content_boxes is not None or self.crop_nets is not None:
-            self.ring_colours(torch.zeros(1, 1, cfg.size, cfg.size))  # a ring left too small fails here
+            check_rings(self.image_boxes, cfg.size, cfg.ring_fit, cfg.ring_exclusive)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         _check_image(x, self.cfg.size)

@@ -101,7 +101,7 @@ def _ring(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, tuple[int, in
     one-pixel ring around ``box``, without the pixels inside any of the ``others`` boxes."""
     x0, y0, x1, y1 = box
     a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
-    ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool)
+    ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool, device="cpu")
     ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
     for c0, d0, c1, d1 in others:
         ring[max(d0 - b0, 0):max(d1 - b0, 0), max(c0 - a0, 0):max(c1 - a0, 0)] = False
@@ -124,8 +124,8 @@ def _ring_plane_fit(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, Ten
     ring, (a0, b0) = _ring(box, S, others)
     b1, a1 = b0 + ring.shape[0], a0 + ring.shape[1]
     cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
-    vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64) - cy,
-                            torch.arange(a0, a1, dtype=torch.float64) - cx, indexing="ij")
+    vv, uu = torch.meshgrid(torch.arange(b0, b1, dtype=torch.float64, device="cpu") - cy,
+                            torch.arange(a0, a1, dtype=torch.float64, device="cpu") - cx, indexing="ij")
     design = torch.stack([torch.ones_like(uu[ring]), uu[ring], vv[ring]], 1)
     if torch.linalg.matrix_rank(design) < 3:
         raise ValueError(f"the ring around box {box} keeps too few pixels for a colour plane "
@@ -133,6 +133,17 @@ def _ring_plane_fit(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, Ten
     fit = torch.linalg.pinv(design)  # [3, n]
     basis = torch.stack([torch.ones_like(uu), uu, vv])[:, y0 - b0:y1 - b0, x0 - a0:x1 - a0]
     return ring, fit, basis
+
+
+def check_rings(boxes, S: int, fit: str, exclusive: bool) -> None:
+    """Raise ValueError when a ring (``exclusive``: without the other boxes' pixels) is too small
+    for its fit (``mean``: one pixel; ``plane``: three not on one line)."""
+    for box, others in zip(boxes, ring_others(boxes, exclusive)):
+        box = tuple(int(v) for v in box)
+        if fit == "plane":
+            _ring_plane_fit(box, S, others)
+        elif not _ring(box, S, others)[0].any():
+            raise ValueError(f"the ring around box {box} lies entirely inside other boxes")
 
 
 def ring_planes(x: Tensor, boxes, exclusive: bool = False) -> list[Tensor]:

@@ -517,6 +517,9 @@ def test_exclusive_ring_keeps_glasses_out_of_the_nose_embedding():
                 moved[exclusive] = (E(on)[1] - E(off)[1]).norm(dim=-1).mean(0)  # [4]
         assert moved[True][2] < 0.02 * moved[False][2], (fit, moved)
         assert moved[True][0] > 0.5 * moved[False][0] and moved[True][3] == 0, (fit, moved)
+        with torch.device("meta"):  # as checkpoint loading sizes the networks
+            Encoder(build_model_config("iafaces_cam", encoder={**args, "ring_fit": fit, "ring_exclusive": True},
+                                       generator={"channel_base": 512, "channel_max": 32}).encoder)
     nested = [(2, 2, 4, 4), (1, 1, 6, 6)]
     x = torch.zeros(1, 3, 8, 8)
     ring_means(x, nested)  # the rings as they are: fine
