@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -471,14 +472,15 @@ def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactu
     a, b = tr.swap.batch(7), tr.swap.batch(7)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert not torch.equal(a[0], tr.swap.batch(8)[0])
-    target, reference, truth, comp = a
-    assert target.shape == truth.shape == (3, 3, 32, 32) and comp.shape == (3,)
+    target, reference, truth, take = a
+    assert target.shape == truth.shape == (3, 3, 32, 32) and take.shape == (3, 4) and (take.sum(1) == 1).all()
     for k in range(3):
-        x0, y0, x1, y1 = boxes_at(32)[int(comp[k])]
+        comp = int(take[k].nonzero())
+        x0, y0, x1, y1 = boxes_at(32)[comp]
         changed = (target[k] - truth[k]).abs().sum(0) > 0
         outside = changed.clone()
         outside[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = False
-        assert not outside.any(), COMPONENTS[int(comp[k])]
+        assert not outside.any(), COMPONENTS[comp]
     t2, r2, g2 = transfer_pairs(1, [0], [1], ["mouth"], 32)
     assert not torch.equal(t2, g2) and not torch.equal(r2, g2)
     batch = next(iter(tr.epoch_batches(0, 0)))
@@ -501,10 +503,10 @@ def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
     tr.iteration = 5
     with torch.no_grad():
         _, swapped, truth, _ = tr._swap_forward(batch["image"], batch["mask"])
-    comp = tr.swap.batch(5)[3]
+    take = tr.swap.batch(5)[3]
     err, area = 0.0, 0
     for k in range(3):
-        x0, y0, x1, y1 = boxes_at(32)[int(comp[k])]
+        x0, y0, x1, y1 = boxes_at(32)[int(take[k].nonzero())]
         err += float((swapped[k, :, y0:y1, x0:x1] - truth[k, :, y0:y1, x0:x1]).abs().sum())
         area += 3 * (x1 - x0) * (y1 - y0)
     logs = tr.train_step(batch)
@@ -513,6 +515,41 @@ def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
     cfg = json.loads(json.dumps(TINY))
     cfg["loss"]["swap_box_weight"] = 1.0
     with pytest.raises(ConfigError, match="swap_box_weight needs the swap pairs"):
+        parse_config(cfg)
+
+
+def test_swap_components_can_swap_both_eyes_at_once(tmp_path):
+    """loss.swap_components: a pair drawn as ``eyes`` swaps both eye embeddings; its truth has both
+    eyes from the reference, its box loss covers both eye boxes; bad selections are refused with
+    the valid names."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model.boxes import boxes_at
+
+    torch.manual_seed(0)
+    tr = _tiny_trainer(tmp_path, loss={**TINY["loss"], "g_loss_weight": 0, "swap_weight": 1.0, "swap_pairs": 2,
+                                       "swap_box_weight": 1.0, "swap_components": ["eyes"]},
+                       encoder={"type": "Encoder", "args": {**TINY["encoder"]["args"], "component_input": "crops",
+                                                            "crop_size": 8, "content_input": "fill_components"}})
+    target, reference, truth, take = tr.swap.batch(3)
+    assert take.tolist() == [[True, True, False, False]] * 2
+    rng = np.random.default_rng([int(tr.cfg.seed), 0x5A, 3])
+    ids = rng.integers(0, len(tr.swap.train_ids), size=(2, 2))
+    faces = [sf.sample_factors(tr.swap.seed, int(tr.swap.train_ids[i])) for i in ids[0]]
+    refs = [sf.sample_factors(tr.swap.seed, int(tr.swap.train_ids[i])) for i in ids[1]]
+    torch.testing.assert_close(truth, render_batch([sf.transfer(f, r, "eyes") for f, r in zip(faces, refs)], 32))
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 3
+    with torch.no_grad():
+        _, swapped, truth2, _ = tr._swap_forward(batch["image"], batch["mask"])
+    boxes = torch.zeros(32, 32)
+    for x0, y0, x1, y1 in boxes_at(32)[:2]:
+        boxes[y0:y1, x0:x1] = 1
+    expected = float(((swapped - truth2).abs() * boxes).sum() / (boxes.sum() * 3 * 2))
+    assert tr.train_step(batch)["swap_box_l1"] == pytest.approx(expected, rel=1e-4)
+    cfg = json.loads(json.dumps(TINY))
+    cfg["loss"]["swap_components"] = ["eyes", "ear"]
+    with pytest.raises(ConfigError, match="unknown component 'ear'.*l_eye"):
         parse_config(cfg)
 
 

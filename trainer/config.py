@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from data_loader.registry import DatasetSpec, parse_dataset_spec
+from model.boxes import ComponentError, component_indices
 from model.config import BOUNDARY_RECIPES, ModelConfig, build_model_config
 from utils.config import build
 from utils.errors import ConfigError
@@ -112,6 +113,9 @@ class LossConfig:
     # release's data sets have no counterfactuals). ``swap_pairs`` pairs per iteration.
     swap_weight: float = 0.0
     swap_pairs: int = 8
+    # What one pair swaps, drawn uniformly per pair: component selections (``eyes`` swaps both eyes
+    # at once, as the eyes transfer does).
+    swap_components: list = field(default_factory=lambda: ["l_eye", "r_eye", "nose", "mouth"])
     # The same L1 taken inside the swapped component's box only (mean over the box's pixels): the
     # whole-image mean gives the box, where the swap shows, a few per cent of the swap loss.
     swap_box_weight: float = 0.0
@@ -132,6 +136,15 @@ class LossConfig:
             raise ConfigError("loss.swap_box_weight needs the swap pairs: set loss.swap_weight > 0 too (or "
                               "swap_box_weight 0)")
         check_range("loss.swap_pairs", self.swap_pairs, 1, 1024)
+        if not self.swap_components:
+            raise ConfigError("loss.swap_components must name at least one component selection")
+        for spec in self.swap_components:
+            if not isinstance(spec, str):
+                raise ConfigError(f"loss.swap_components entries must be strings, got {spec!r}")
+            try:
+                component_indices(spec)
+            except ComponentError as e:
+                raise ConfigError(f"loss.swap_components: {e}") from None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data_loader.synthfaces.dataset import split_ranges, transfer_pairs
 from model import build_networks
-from model.boxes import COMPONENTS, boxes_at, component_box_mask
+from model.boxes import COMPONENTS, boxes_at, component_box_mask, component_indices
 from model.checkpoint import pack_checkpoint
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
@@ -70,24 +70,29 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
 
 class SwapPairs:
     """``loss.swap_weight``: per iteration, ``swap_pairs`` (target, reference) training faces of
-    SynthFaces and one component each, drawn from (seed, iteration) alone (exact resume); the
-    rendered counterfactual is the target with that component's factors from the reference."""
+    SynthFaces and one of ``loss.swap_components`` each, drawn from (seed, iteration) alone (exact
+    resume); the rendered counterfactual is the target with those components' factors from the
+    reference."""
 
     def __init__(self, cfg):
         args = cfg.data_set.args
         self.seed, self.size, self.n = int(args.seed), int(cfg.model_config().encoder.size), cfg.loss.swap_pairs
         self.train_ids = split_ranges(args.num_train, args.num_val, args.num_test)["train"]
         self.run_seed = int(cfg.seed)
+        self.choices = list(cfg.loss.swap_components)
+        self.take = torch.zeros(len(self.choices), len(COMPONENTS), dtype=torch.bool)  # [choices, 4]
+        for k, spec in enumerate(self.choices):
+            self.take[k, list(component_indices(spec))] = True
 
     def batch(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(targets, references, truths) float32 [n, 3, S, S] and component indices long [n]."""
+        """(targets, references, truths) float32 [n, 3, S, S] and the swapped components bool [n, 4]."""
         rng = np.random.default_rng([self.run_seed, 0x5A, iteration])
         ids = rng.integers(0, len(self.train_ids), size=(2, self.n))
-        comp = rng.integers(0, len(COMPONENTS), size=self.n)
+        choice = rng.integers(0, len(self.choices), size=self.n)
         tgt, ref, truth = transfer_pairs(self.seed, [self.train_ids[i] for i in ids[0]],
-                                         [self.train_ids[i] for i in ids[1]], [COMPONENTS[c] for c in comp],
+                                         [self.train_ids[i] for i in ids[1]], [self.choices[c] for c in choice],
                                          self.size)
-        return tgt, ref, truth, torch.from_numpy(comp)
+        return tgt, ref, truth, self.take[torch.from_numpy(choice)]
 
 
 class IAFacesTrainer(BaseTrainer):
@@ -213,7 +218,9 @@ class IAFacesTrainer(BaseTrainer):
             loss_g = loss_g + L.swap_weight * swap_l1
             logs["swap_l1"] = swap_l1.item()
             if L.swap_box_weight > 0:
-                m = self.comp_masks[swap_comp]  # [m, 1, S, S]: each pair's swapped box
+                # [m, 1, S, S]: each pair's swapped boxes
+                m = (swap_comp.to(self.comp_masks.dtype) @ self.comp_masks.flatten(1)).clamp(max=1)
+                m = m.view(-1, 1, *self.comp_masks.shape[-2:])
                 swap_box = (swap_err * m).sum() / (m.sum() * swap_err.shape[1])
                 loss_g = loss_g + L.swap_box_weight * swap_box
                 logs["swap_box_l1"] = swap_box.item()
@@ -237,13 +244,13 @@ class IAFacesTrainer(BaseTrainer):
     def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One encoder and one generator pass over the batch and this iteration's swap pairs:
         (reconstruction of x, decoded swapped targets, their rendered counterfactuals, the pairs'
-        component indices)."""
+        swapped components bool [m, 4])."""
         target, reference, truth, comp = (t.to(self.device) for t in self.swap.batch(self.iteration))
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
         content, z = self.E_train(images, masks)
-        take = F.one_hot(comp, z.shape[1]).bool()[..., None]  # [m, 4, 1]
+        take = comp[..., None]  # [m, 4, 1]
         z_swap = torch.where(take, z[n + m:], z[n:n + m])
         out = self.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([z[:n], z_swap]),
                            noise_mode=self.noise_mode).float()
