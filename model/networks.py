@@ -14,7 +14,7 @@ from torch import Tensor
 from .boxes import boxes_at
 from .config import DiscriminatorConfig, EncoderConfig, GeneratorConfig
 from .layers import ConvLayer, EqualLinear, ResBlock, StyledConv, ToRGB
-from .ops import check_rings, ring_means, ring_planes
+from .ops import check_rings, clear_boxes, ring_means, ring_others, ring_planes
 
 Entry = tuple
 
@@ -84,13 +84,8 @@ class Encoder(nn.Module):
         # crop_exclusive: per component, [h, w] 1 where no other component box covers the pixel.
         self._own_pixels = None
         if cfg.component_input == "crops" and cfg.crop_exclusive:
-            self._own_pixels = []
-            for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
-                own = torch.ones(y1 - y0, x1 - x0)
-                for j, (a0, b0, a1, b1) in enumerate(self.image_boxes):
-                    if j != i:
-                        own[max(b0, y0) - y0:max(min(b1, y1) - y0, 0), max(a0, x0) - x0:max(min(a1, x1) - x0, 0)] = 0
-                self._own_pixels.append(own)
+            self._own_pixels = [clear_boxes(torch.ones(y1 - y0, x1 - x0, device="cpu"), (x0, y0), others)
+                                for (x0, y0, x1, y1), others in zip(self.image_boxes, ring_others(self.image_boxes, True))]
         # content_input: what the content branch sees of the component boxes (see EncoderConfig).
         self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
         if self.content_boxes is not None or self.crop_nets is not None:

@@ -96,6 +96,15 @@ def component_modulation_map(h: Tensor, owner: Tensor) -> Tensor:
     return (onehot @ table).transpose(1, 2).reshape(B, C, *owner.shape)
 
 
+def clear_boxes(mask: Tensor, origin: tuple[int, int], boxes) -> Tensor:
+    """Zero, in place, the pixels of ``boxes`` ``[x0, y0, x1, y1]`` (image coordinates) in ``mask``
+    [h, w], a patch of the image whose top-left pixel is ``origin`` (x, y); returns ``mask``."""
+    ox, oy = origin
+    for c0, d0, c1, d1 in boxes:
+        mask[max(d0 - oy, 0):max(d1 - oy, 0), max(c0 - ox, 0):max(c1 - ox, 0)] = 0
+    return mask
+
+
 def _ring(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, tuple[int, int]]:
     """(bool [h+2, w+2] ring mask clipped to the image, its patch origin (a0, b0)) for the
     one-pixel ring around ``box``, without the pixels inside any of the ``others`` boxes."""
@@ -103,9 +112,7 @@ def _ring(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, tuple[int, in
     a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
     ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool, device="cpu")
     ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
-    for c0, d0, c1, d1 in others:
-        ring[max(d0 - b0, 0):max(d1 - b0, 0), max(c0 - a0, 0):max(c1 - a0, 0)] = False
-    return ring, (a0, b0)
+    return clear_boxes(ring, (a0, b0), others), (a0, b0)
 
 
 def ring_others(boxes, exclusive: bool) -> list[tuple]:
