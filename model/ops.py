@@ -107,12 +107,15 @@ def clear_boxes(mask: Tensor, origin: tuple[int, int], boxes) -> Tensor:
 
 def _ring(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, tuple[int, int]]:
     """(bool [h+2, w+2] ring mask clipped to the image, its patch origin (a0, b0)) for the
-    one-pixel ring around ``box``, without the pixels inside any of the ``others`` boxes."""
+    one-pixel ring around ``box``, without the pixels inside any of the ``others`` boxes;
+    ValueError when none is left."""
     x0, y0, x1, y1 = box
     a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, S), min(y1 + 1, S)
     ring = torch.ones(b1 - b0, a1 - a0, dtype=torch.bool, device="cpu")
     ring[y0 - b0:y1 - b0, x0 - a0:x1 - a0] = False
-    return clear_boxes(ring, (a0, b0), others), (a0, b0)
+    if not clear_boxes(ring, (a0, b0), others).any():
+        raise ValueError(f"the ring around box {box} lies entirely inside other boxes")
+    return ring, (a0, b0)
 
 
 def ring_others(boxes, exclusive: bool) -> list[tuple]:
@@ -145,12 +148,9 @@ def _ring_plane_fit(box: tuple, S: int, others: tuple = ()) -> tuple[Tensor, Ten
 def check_rings(boxes, S: int, fit: str, exclusive: bool) -> None:
     """Raise ValueError when a ring (``exclusive``: without the other boxes' pixels) is too small
     for its fit (``mean``: one pixel; ``plane``: three not on one line)."""
+    check = _ring_plane_fit if fit == "plane" else _ring
     for box, others in zip(boxes, ring_others(boxes, exclusive)):
-        box = tuple(int(v) for v in box)
-        if fit == "plane":
-            _ring_plane_fit(box, S, others)
-        elif not _ring(box, S, others)[0].any():
-            raise ValueError(f"the ring around box {box} lies entirely inside other boxes")
+        check(tuple(int(v) for v in box), S, others)
 
 
 def ring_planes(x: Tensor, boxes, exclusive: bool = False) -> list[Tensor]:
@@ -178,8 +178,6 @@ def ring_means(x: Tensor, boxes, exclusive: bool = False) -> Tensor:
     out = []
     for box, others in zip(boxes, ring_others(boxes, exclusive)):
         ring, (a0, b0) = _ring(tuple(int(v) for v in box), S, others)
-        if not ring.any():
-            raise ValueError(f"the ring around box {tuple(box)} lies entirely inside other boxes")
         ring = ring.to(device=x.device, dtype=x.dtype)
         patch = x[:, :, b0:b0 + ring.shape[0], a0:a0 + ring.shape[1]]
         out.append((patch * ring).sum((2, 3)) / ring.sum())

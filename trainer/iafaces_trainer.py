@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -203,7 +202,7 @@ class IAFacesTrainer(BaseTrainer):
             if self.swap is None:
                 fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
             else:
-                fake, swapped, truth, swap_comp = self._swap_forward(x, mask)
+                fake, swapped, truth, swap_take = self._swap_forward(x, mask)
             adv = g_nonsaturating_loss(self.D(fake).float()) if use_gan else fake.new_zeros(())
         l1 = (fake - x).abs().mean()
         loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
@@ -219,7 +218,7 @@ class IAFacesTrainer(BaseTrainer):
             logs["swap_l1"] = swap_l1.item()
             if L.swap_box_weight > 0:
                 # [m, 1, S, S]: each pair's swapped boxes
-                m = (swap_comp.to(self.comp_masks.dtype) @ self.comp_masks.flatten(1)).clamp(max=1)
+                m = (swap_take.to(self.comp_masks.dtype) @ self.comp_masks.flatten(1)).clamp(max=1)
                 m = m.view(-1, 1, *self.comp_masks.shape[-2:])
                 swap_box = (swap_err * m).sum() / (m.sum() * swap_err.shape[1])
                 loss_g = loss_g + L.swap_box_weight * swap_box
@@ -245,16 +244,15 @@ class IAFacesTrainer(BaseTrainer):
         """One encoder and one generator pass over the batch and this iteration's swap pairs:
         (reconstruction of x, decoded swapped targets, their rendered counterfactuals, the pairs'
         swapped components bool [m, 4])."""
-        target, reference, truth, comp = (t.to(self.device) for t in self.swap.batch(self.iteration))
+        target, reference, truth, take = (t.to(self.device) for t in self.swap.batch(self.iteration))
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
         content, z = self.E_train(images, masks)
-        take = comp[..., None]  # [m, 4, 1]
-        z_swap = torch.where(take, z[n + m:], z[n:n + m])
+        z_swap = torch.where(take[..., None], z[n + m:], z[n:n + m])  # take: [m, 4]
         out = self.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([z[:n], z_swap]),
                            noise_mode=self.noise_mode).float()
-        return out[:n], out[n:], truth, comp
+        return out[:n], out[n:], truth, take
 
     def _d_step(self, x, mask, logs) -> None:
         L = self.cfg.loss
