@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from editing import BoundaryError, Editor, default_label_source  # noqa: E402
 from editing.align import DETECTORS, RECIPES  # noqa: E402
-from editing.session import ALIGN_MODES, COMPONENT_CHOICES, EditSession, Face, display_copy  # noqa: E402
+from editing.session import COMPONENT_CHOICES, EditSession, Face, display_copy  # noqa: E402
 from utils.cli import ArgumentParser, main_guard  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.image_io import tensor_to_uint8  # noqa: E402
@@ -224,7 +224,8 @@ def build_app(session: EditSession, title: str = "IA-FaceS face editor"):
                     selectors.append(gr.Dropdown(choices, value=value, label="components", scale=1, min_width=120,
                                                  elem_id=f"components-{c.name}"))
 
-        with gr.Accordion("Attribute presets (positive: toward the attribute; beard +: removes it)", open=True):
+        with gr.Accordion("Attribute presets (+: toward the label in brackets, -: away from it; beard's label is "
+                          "No_Beard, so beard - adds a beard)", open=True):
             control_rows(presets)
         if others:
             with gr.Accordion("More attributes (boundary fitted on first use, then stored)", open=False):
@@ -291,8 +292,8 @@ def benchmark(session: EditSession, n: int) -> str:
     t_load = time.perf_counter() - t0
     from editing import fit_boundary  # a direction from random embeddings: no label faces in a benchmark
 
-    z = torch.randn(40, 4, session.editor.comp_dim, generator=torch.Generator().manual_seed(0))
-    session._boundaries["Benchmark"] = fit_boundary(z, torch.arange(40) % 2, "Benchmark")
+    components = torch.randn(40, 4, session.editor.comp_dim, generator=torch.Generator().manual_seed(0))
+    session._boundaries["Benchmark"] = fit_boundary(components, torch.arange(40) % 2, "Benchmark")
     times = []
     for i in range(n + 1):
         t = time.perf_counter()

@@ -1,5 +1,7 @@
 """Attribute manipulation with an IA-FaceS model: move component embeddings along the unit normal
-of a per-component linear-SVM attribute boundary, ``z[:, i] += strength * n_i``.
+of a per-component attribute boundary, ``components[:, i] += strength * n_i`` (the boundary's
+recipe: the checkpoint's ``editing.boundary_recipe``, the release's linear SVM by default, or
+``--recipe``; see docs/editing.md).
 
     python attr_manipulation.py --resume CKPT --data_path INPUT [...] --attr mouth_open
     python attr_manipulation.py ... --attr Left_Eye_Closed --component l_eye --strength 3
@@ -40,7 +42,7 @@ DEFAULT_STRENGTH = 3.0
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(description="Edit face attributes by moving component embeddings along SVM boundaries.")
+    p = ArgumentParser(description="Edit face attributes by moving component embeddings along attribute boundaries.")
     p.add_argument("--data_path", nargs="+", required=True, metavar="INPUT",
                    help="image files, folders of images or .txt list files")
     p.add_argument("--attr", required=True,
@@ -166,9 +168,9 @@ def main(argv=None) -> int:
     count = 0
     with progress(len(paths), f"attribute {name}") as bar:
         for items, x in inputs.batches(paths, editor.batch_size):
-            content, z = editor.encode(x)
-            edits = [editor.decode(content, editor.apply_direction(z, boundary, sign * s, idx)) for s in strengths]
-            recon = editor.decode(content, z) if args.grid else None
+            content, components = editor.encode(x)
+            edits = [editor.decode(content, editor.apply_direction(components, boundary, sign * s, idx)) for s in strengths]
+            recon = editor.decode(content, components) if args.grid else None
             for j, it in enumerate(items):
                 for s, e in zip(strengths, edits):
                     inputs.save(it, e[j], out / (f"{it.path.stem}_{strength_tag(s)}.png" if sweep else

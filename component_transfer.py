@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ref_crops: dict[int, object] = {}  # input number -> reference crop [3, S, S] (None: it failed)
     if single_ref:
         ref_crops[0] = inputs.crop(references[0], strict=True)
-        single_z = editor.encode(ref_crops[0][None])[1]  # encoded once, used for every target
+        single_ref_components = editor.encode(ref_crops[0][None])[1]  # encoded once, used for every target
 
     def ref_crop(position: int):
         if single_ref:
@@ -117,10 +117,10 @@ def main(argv=None) -> int:
                 continue
             items, x = [items[k] for k in keep], x[keep]
             r_img = torch.stack([ref_crop(it.position) for it in items])
-            content, z = editor.encode(x)
-            r_z = single_z if single_ref else editor.encode(r_img)[1]
-            edits = [editor.decode(content, Editor.transfer(z, r_z, s)) for s in specs]
-            recon = editor.decode(content, z) if args.grid else None
+            content, components = editor.encode(x)
+            ref_components = single_ref_components if single_ref else editor.encode(r_img)[1]
+            edits = [editor.decode(content, Editor.transfer(components, ref_components, s)) for s in specs]
+            recon = editor.decode(content, components) if args.grid else None
             for j, it in enumerate(items):
                 name = names[it.position]
                 for label, e in zip(labels, edits):

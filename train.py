@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 
 from data_loader.registry import build_dataset
-from model.checkpoint import check_model_sizes, check_project_payload, read_checkpoint, remove_stale_temporaries
+from model.checkpoint import (check_model_sizes, check_project_payload, read_checkpoint, remove_stale_temporaries,
+                              stored_model_config)
 from trainer.base_trainer import DistInfo
 from trainer.config import TrainConfig, check_plain_name, load_config, parse_config
 from trainer.iafaces_trainer import IAFacesTrainer
@@ -86,14 +87,16 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
         cfg = parse_config(payload["config"], f"{args.resume} (stored config)")
     else:
         raise UserError("give a config with -c CONFIG (e.g. configs/synthfaces.json) or a checkpoint with -r")
-    if source == "project" and cfg.model_config().to_dict() != payload["model_config"]:
+    for note in getattr(cfg, "notes", []):
+        print(f"notice: {note}", file=sys.stderr)
+    if source == "project" and cfg.model_config().to_dict() != stored_model_config(payload, args.resume).to_dict():
         raise UserError(f"the model in {args.config} differs from the one in {args.resume}; resume without -c")
     if source == "official":
         theirs = model_config_from_official(payload["config"]).to_dict()
         ours = cfg.model_config().to_dict()
         for d in (theirs, ours):  # the CAM box placement is an option, not part of the weights' shapes
-            d["generator"].pop("cam_placement", None)
-            d["generator"].pop("train_noise", None)
+            d["generator"]["args"].pop("cam_placement", None)
+            d["generator"]["args"].pop("train_noise", None)
         if theirs != ours:
             raise UserError(f"the model in {args.config} differs from the released one in {args.resume}")
     if payload is not None:  # sizes read from the file cannot allocate more than the file holds
@@ -120,7 +123,6 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
 _TRAINING_KEYS = {
     "config": (lambda v: isinstance(v, dict), "an object"),
     "optimizer_G": (lambda v: isinstance(v, dict), "an optimizer state"),
-    "optimizer_D": (lambda v: isinstance(v, dict), "an optimizer state"),
     "iteration": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "epoch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "rng_torch": (lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.dim() == 1, "a RNG state"),
@@ -130,7 +132,13 @@ _TRAINING_KEYS = {
 def check_training_payload(payload: dict, path: str) -> None:
     """CheckpointError unless an own-format checkpoint holds a complete training state."""
     check_project_payload(payload, path, discriminator=True)
-    for key in ("encoder", "generator", "discriminator"):
+    if ("discriminator" in payload) != ("optimizer_D" in payload):
+        raise CheckpointError(f"{path}: the checkpoint holds a discriminator without its optimizer state (or the "
+                              "reverse), so it cannot be resumed; the file is damaged or not written by train.py")
+    if "optimizer_D" in payload and not isinstance(payload["optimizer_D"], dict):
+        raise CheckpointError(f"{path}: 'optimizer_D' must be an optimizer state to resume; the file is damaged or "
+                              "not written by train.py")
+    for key in ("encoder", "generator") + (("discriminator",) if "discriminator" in payload else ()):
         if key not in payload:
             raise CheckpointError(f"{path}: the checkpoint has no '{key}' weights, so it cannot be resumed")
         check_project_payload({"model_config": {}, "e_ema": payload[key], "g_ema": {}}, path)

@@ -71,8 +71,3 @@ def write_attribute_file(path: PathLike, names: Sequence[str],
         out.append(fname + " " + " ".join("1" if float(v) > 0 else "-1" for v in vals))
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(out) + "\n")
-
-
-def to_binary(values: np.ndarray) -> np.ndarray:
-    """±1 values -> float32 0/1."""
-    return (np.asarray(values) > 0).astype(np.float32)

@@ -13,7 +13,7 @@ and after a resume.
 Flipping and attributes: a horizontal flip mirrors the face, so the eye on the left of the image
 becomes the eye on the right. Global attribute labels (``"attrs"``: smiling, beard, ...) do not
 change, but side-specific ones (e.g. ``Left_Eye_Closed`` / ``Right_Eye_Closed``) swap. Pass their
-index pairs as ``swap_pairs`` (``side_swap_pairs(attr_names)`` finds ``Left_*``/``Right_*``
+index pairs as ``mirror_pairs`` (``side_mirror_pairs(attr_names)`` finds ``Left_*``/``Right_*``
 pairs); the CelebA attributes have no side-specific ones, so for them nothing is swapped.
 Only ``"image"``, ``"mask"`` and ``"attrs"`` are touched; any other keys pass through unchanged.
 """
@@ -27,7 +27,7 @@ import torch
 from .masks import random_irregular_mask
 
 
-def side_swap_pairs(attr_names: Sequence[str]) -> list[tuple[int, int]]:
+def side_mirror_pairs(attr_names: Sequence[str]) -> list[tuple[int, int]]:
     """Index pairs of attributes that trade places under a horizontal flip: ``Left_X`` and
     ``Right_X`` (case-insensitive prefixes ``left_``/``right_``)."""
     index = {name.lower(): i for i, name in enumerate(attr_names)}
@@ -55,13 +55,13 @@ def augment_decisions(rng: np.random.Generator, flip_p: float = 0.5, mask_p: flo
 
 
 def train_augment(sample: dict, rng: np.random.Generator, flip_p: float = 0.5, mask_p: float = 0.5,
-                  swap_pairs: Optional[Sequence[tuple[int, int]]] = None, mask_width: int = 16,
+                  mirror_pairs: Optional[Sequence[tuple[int, int]]] = None, mask_width: int = 16,
                   mask_canvas: Optional[int] = None, decisions: Optional[tuple[bool, bool]] = None,
                   image_flipped: bool = False) -> dict:
     """Augment one sample ``{"image": float32 [3, S, S], "mask": [1, S, S], ...}``.
 
     With probability ``flip_p`` the image is mirrored horizontally (and the attribute indices in
-    ``swap_pairs`` are exchanged); then with probability ``mask_p`` the mask becomes a random
+    ``mirror_pairs`` are exchanged); then with probability ``mask_p`` the mask becomes a random
     irregular hole mask (0 on holes; :func:`data_loader.masks.random_irregular_mask` with
     ``mask_width`` and ``mask_canvas``), otherwise all ones. Returns a new dict (also has
     ``"flipped"``); the input dict and its tensors are not modified, so cached samples are safe.
@@ -80,10 +80,10 @@ def train_augment(sample: dict, rng: np.random.Generator, flip_p: float = 0.5, m
     if flipped:
         if not image_flipped:
             out["image"] = torch.flip(image, dims=[-1])
-        if swap_pairs and "attrs" in sample:
+        if mirror_pairs and "attrs" in sample:
             attrs = sample["attrs"]
             attrs = attrs.clone() if isinstance(attrs, torch.Tensor) else np.array(attrs, copy=True)
-            for i, j in swap_pairs:
+            for i, j in mirror_pairs:
                 attrs[i], attrs[j] = sample["attrs"][j], sample["attrs"][i]
             out["attrs"] = attrs
     if masked:

@@ -158,3 +158,16 @@ def build_dataset(spec: Union[DatasetSpec, Mapping[str, Any]], split: str):
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     kind, args = parse_dataset_spec(spec)
     return DATASETS[kind][1](args, split)
+
+
+def dataset_image_size(spec: DatasetSpec) -> Optional[int]:
+    """The image size a data set block yields (SynthFaces: its size or the data set's default)."""
+    args = spec.args
+    if spec.type == "SynthFaces":
+        if args.size is not None:
+            return args.size
+        import inspect
+        from data_loader.synthfaces import SynthFacesDataset
+        return inspect.signature(SynthFacesDataset).parameters["size"].default
+    size = getattr(args, "image_size", None)
+    return None if size is None else parse_image_size(size)

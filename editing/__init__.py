@@ -1,5 +1,6 @@
 """Face editing with a trained IA-FaceS model: the :class:`Editor` (encode, decode, transfer,
-apply_direction), the official attribute presets and the SVM attribute boundaries.
+apply_direction), the official attribute presets and the attribute boundaries (``editing.boundaries``:
+fitted by one of four recipes, see its ``recipes`` module).
 
     from editing import Editor, get_boundary
     face = Editor.from_checkpoint(ckpt).align("photo.jpg")   # your own photos: editing.align

@@ -7,11 +7,11 @@ Shapes: images ``[B, 3, S, S]`` in [-1, 1]; content ``[B, Cc, s0, s0]``; compone
 in the order ``l_eye, r_eye, nose, mouth``.
 
     from editing import Editor, get_boundary
-    ed = Editor.from_checkpoint("saved/models/run/model_best.pth", device="auto")
-    content, comps = ed.encode(images)                       # images [B, 3, S, S]
-    swapped = ed.transfer(comps, reference_comps, "eyes")    # target content is kept
-    b = get_boundary(ed, "Mouth_Slightly_Open")              # fitted once, then stored
-    opened = ed.decode(content, ed.apply_direction(comps, b, 4.0, "mouth"))
+    ed = Editor.from_checkpoint("saved/models/run/best.pth", device="auto")  # or latest.pth, checkpoint-epochN.pth
+    content, components = ed.encode(images)                            # images [B, 3, S, S]
+    swapped = ed.transfer(components, reference_components, "eyes")    # target content is kept
+    b = get_boundary(ed, "Mouth_Slightly_Open")                        # fitted once, then stored
+    opened = ed.decode(content, ed.apply_direction(components, b, 4.0, "mouth"))
 """
 from __future__ import annotations
 
@@ -170,13 +170,13 @@ class Editor:
             images = images[None]
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, self.size, self.size):
             raise EditingError(f"images must have shape [B, 3, {self.size}, {self.size}], got {list(images.shape)}")
-        cs, zs = [], []
+        contents, components = [], []
         for (x,) in self._chunks(images):
             with self._autocast():
-                c, z = self.encoder(x)
-            cs.append(c.float().cpu())
-            zs.append(z.float().cpu())
-        return torch.cat(cs), torch.cat(zs)
+                c, comp = self.encoder(x)
+            contents.append(c.float().cpu())
+            components.append(comp.float().cpu())
+        return torch.cat(contents), torch.cat(components)
 
     @torch.no_grad()
     def decode(self, content: Tensor, components: Tensor) -> Tensor:
@@ -186,9 +186,9 @@ class Editor:
             raise EditingError(f"content and components batch sizes differ ({content.shape[0]} vs "
                                f"{components.shape[0]})")
         out = []
-        for c, z in self._chunks(content, components):
+        for c, comp in self._chunks(content, components):
             with self._autocast():
-                out.append(self.generator(c, z, noise_mode="const").float().clamp(-1, 1).cpu())
+                out.append(self.generator(c, comp, noise_mode="const").float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
     def reconstruct(self, images: Tensor) -> Tensor:

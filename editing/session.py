@@ -44,7 +44,10 @@ Change = tuple[str, float, str]  # (attribute, strength, component spec)
 @dataclass(frozen=True)
 class Control:
     """One attribute slider: a preset (official attribute, components and strength) or an attribute
-    of the label source (its SynthFaces components, strength 3)."""
+    of the label source (its SynthFaces components, strength 3). A slider's value is the strength
+    along the boundary of ``attribute`` (the label): + toward faces with that label, - away from
+    it. ``strength`` is the official edit as a value of this slider: the preset's strength times
+    its sign, so -9 for ``beard``, whose label is ``No_Beard`` (the official edit adds a beard)."""
     name: str
     attribute: str
     components: str
@@ -53,7 +56,7 @@ class Control:
 
     @property
     def limit(self) -> float:
-        """Slider range: +-2.5x the official strength, at least +-5."""
+        """Slider range: +-2.5x the official strength's size, at least +-5."""
         return float(max(5, math.ceil(2.5 * abs(self.strength))))
 
     @property
@@ -120,7 +123,8 @@ class EditSession:
         return self._source
 
     def _make_controls(self) -> list[Control]:
-        controls = [Control(k, p.attribute, p.components, p.strength, True) for k, p in PRESETS.items()]
+        controls = [Control(k, p.attribute, p.components, p.label_strength(p.strength), True)
+                    for k, p in PRESETS.items()]
         seen = {c.attribute.lower() for c in controls}
         try:
             names = list(self.source().attribute_names)
@@ -131,8 +135,8 @@ class EditSession:
         for a in names:
             if a.lower() not in seen:
                 seen.add(a.lower())
-                comps = next((v for k, v in ATTRIBUTE_COMPONENTS.items() if k.lower() == a.lower()), ())
-                controls.append(Control(a, a, spec_of(comps), DEFAULT_STRENGTH))
+                carriers = next((v for k, v in ATTRIBUTE_COMPONENTS.items() if k.lower() == a.lower()), ())
+                controls.append(Control(a, a, spec_of(carriers), DEFAULT_STRENGTH))
         return controls
 
     def is_stored(self, attribute: str) -> bool:
@@ -182,8 +186,8 @@ class EditSession:
                 im = im.resize((self.editor.size, self.editor.size), Image.BICUBIC)
             crop = pil_to_tensor(im)
         self._set_threads()
-        content, comps = self.editor.encode(crop[None])
-        return Face(name, arr, crop, aligned, content, comps, self.editor.decode(content, comps))
+        content, components = self.editor.encode(crop[None])
+        return Face(name, arr, crop, aligned, content, components, self.editor.decode(content, components))
 
     def _set_threads(self) -> None:
         if self.threads and torch.get_num_threads() != self.threads:
@@ -195,23 +199,24 @@ class EditSession:
                           ) -> Tensor:
         """Component embeddings [1, 4, D] after the transfer of ``transfer`` components from
         ``reference``, then every change with a non-zero strength (boundaries loaded or fitted)."""
-        z = face.components
+        components = face.components
         if transfer and reference is not None:
-            z = Editor.transfer(z, reference.components, list([transfer] if isinstance(transfer, str) else transfer))
+            components = Editor.transfer(components, reference.components,
+                                         list([transfer] if isinstance(transfer, str) else transfer))
         for attribute, strength, spec in changes:
             if strength:
-                z = Editor.apply_direction(z, self.boundary(attribute, log), float(strength), spec)
-        return z
+                components = Editor.apply_direction(components, self.boundary(attribute, log), float(strength), spec)
+        return components
 
     def edit(self, face: Face, changes: Sequence[Change] = (), reference: Optional[Face] = None,
              transfer: Union[str, Sequence[str]] = (), log: Callable[[str], None] = lambda m: None) -> Tensor:
         """The edited crop [1, 3, S, S]: one decode of the face's content with edited components
         (the reconstruction itself when nothing changes)."""
         self._set_threads()
-        z = self.edited_components(face, changes, reference, transfer, log)
-        if z is face.components:
+        components = self.edited_components(face, changes, reference, transfer, log)
+        if components is face.components:
             return face.reconstruction
-        return self.editor.decode(face.content, z)
+        return self.editor.decode(face.content, components)
 
 
 def display_copy(image: np.ndarray, min_side: int = 256, max_side: int = 1024) -> np.ndarray:

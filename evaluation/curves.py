@@ -152,15 +152,15 @@ def plot_curves(curves_by_attr: dict[str, list[Curve]], out) -> Path:
 def compute_curve(editor, images, boundary, preset, classifier, discriminator=None, steps: int = 10,
                   max_strength: Optional[float] = None) -> tuple[list[int], list[float], list[float]]:
     """A run's curve for ``preset`` (an ``editing.Preset``) on ``images`` [N, 3, S, S]:
-    per step k = 1..steps the edit ``z += sign * alpha * k / steps * n`` on the preset's components,
+    per step k = 1..steps the edit ``components += sign * alpha * k / steps * n`` on the preset's components,
     then (classifier count of the preset's label, MSE_irr, IFG or NaN without a discriminator)."""
     import torch
 
     from evaluation.metrics import ifg, mse_irr
 
     alpha = preset.strength if max_strength is None else float(max_strength)
-    content, z = editor.encode(images)
-    recon = editor.decode(content, z)
+    content, components = editor.encode(images)
+    recon = editor.decode(content, components)
     names = [a.lower() for a in classifier.attribute_names]
     if preset.attribute.lower() not in names:
         raise UserError(f"the classifier has no '{preset.attribute}' label (it has {', '.join(classifier.attribute_names)})")
@@ -168,7 +168,7 @@ def compute_curve(editor, images, boundary, preset, classifier, discriminator=No
     counts, irr, gaps = [], [], []
     for k in range(1, steps + 1):
         s = preset.label_strength(alpha * k / steps)
-        edited = editor.decode(content, editor.apply_direction(z, boundary, s, preset.components))
+        edited = editor.decode(content, editor.apply_direction(components, boundary, s, preset.components))
         counts.append(int(torch.as_tensor(classifier.predict(edited)).bool()[:, col].sum()))
         irr.append(float(mse_irr(recon, edited, preset.components)))
         gaps.append(float(ifg(discriminator, edited, recon)) if discriminator is not None else float("nan"))

@@ -25,7 +25,7 @@ from model.checkpoint import build_models, is_iafaces_checkpoint, parse_checkpoi
 from model.config import DiscriminatorConfig
 from model.convert import ConversionError, load_official_state_dict
 from model.layers import ConvLayer
-from model.networks import Discriminator, _check_image
+from model.networks import Discriminator, check_image
 from model.official_checkpoint import load_checkpoint_file
 from utils.errors import CheckpointError, MetricError
 
@@ -46,7 +46,7 @@ class StyleGAN2Discriminator(Discriminator):
         self.final_conv = ConvLayer(c4 + 1, c4, 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_image(x, self.cfg.size)
+        check_image(x, self.cfg.size)
         out = self.convs(x)
         b, c, h, w = out.shape
         group = next(g for g in range(min(b, self.stddev_group), 0, -1) if b % g == 0)

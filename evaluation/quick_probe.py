@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import sys
 
-import torch
-
 from data_loader import synthfaces as sf
 from data_loader.synthfaces.dataset import render_batch
 from editing import Editor
 from model.boxes import boxes_at, component_indices
-from model.ops import ring_means
+from model.variants.rings import ring_means
 from utils.cli import ArgumentParser, main_guard
 from utils.errors import UserError
 
@@ -30,13 +28,13 @@ def probe(editor: Editor, num: int = 64) -> dict:
     setup = synthfaces_setup(editor.config)
     factors = [sf.sample_factors(setup["seed"], i) for i in held_out_ids(setup, num)]
     x = render_batch(factors, editor.size)
-    content, z = editor.encode(x)
-    recon = editor.decode(content, z)
+    content, components = editor.encode(x)
+    recon = editor.decode(content, components)
     out = {"psnr": psnr(x, recon, "mean", minmax=False), "mse": mse(x, recon), "transfer": {}}
     ref = [(k + 1) % num for k in range(num)]
     for comp in TRANSFER_COMPONENTS:
         gt = render_batch([sf.transfer(factors[k], factors[ref[k]], comp) for k in range(num)], editor.size)
-        edited = editor.decode(content, Editor.transfer(z, z[ref], comp))
+        edited = editor.decode(content, Editor.transfer(components, components[ref], comp))
         m = box_mask(editor.size, comp).float()
         out["transfer"][comp] = {
             "ratio": masked_mse(edited, gt, m) / max(masked_mse(recon, gt, m), 1e-12),

@@ -1,10 +1,12 @@
 """Where the time goes: measured peaks of this machine, then the default training step and the
-256-px forward pass in float32 and in bf16 + channels-last, as iterations/s, GFLOP/s and the share
-of the measured peaks.
+encoder + generator forward pass (``--arch``, default the official 256 px, ``--batch``, default 2)
+in float32 and in bf16 + channels-last, as iterations/s, GFLOP/s and the share of the measured
+peaks. :func:`timed` is the project's timing helper.
 
     python -m evaluation.speed                      # peaks, default training step, 256-px forward
     python -m evaluation.speed --parts train256     # one training step of the official 256-px config
     python -m evaluation.speed --device cuda --json speed.json
+    python -m evaluation.speed --parts forward --arch iafaces_1024 --batch 1   # another forward pass
 
 FLOPs are counted by ``torch.utils.flop_counter`` (convolutions and matrix products, forward and
 backward); the peaks are large convolutions and matrix products timed in each precision.
@@ -25,8 +27,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from data_loader.registry import build_dataset
-from model import build_model_config, build_networks
-from trainer.config import parse_config
+from model import ARCHITECTURES, build_model_config, build_networks
+from trainer.config import parse_config, read_config_data
 from trainer.iafaces_trainer import IAFacesTrainer
 from utils.cli import ArgumentParser, main_guard
 from utils.device import resolve_device
@@ -43,7 +45,8 @@ def _sync(dev: torch.device) -> None:
 
 
 def timed(fn: Callable[[], object], dev: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs (CUDA synchronised
+    around each run)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -91,7 +94,7 @@ def measure_training(config: Path, dev: torch.device, steps: int, overrides: Opt
     """Seconds per training step (median of ``steps`` after two warm-up steps) and GFLOP per step of
     ``config`` (trainer block ``overrides`` applied). ``synthetic_data``: train on SynthFaces at the
     model's size instead of the config's data set (the official configs need CelebA-HQ / FFHQ)."""
-    data = json.loads(Path(config).read_text())
+    data = read_config_data(config)
     if synthetic_data:
         size = data["encoder"]["args"].get("size") or build_model_config(data["model_arch"]).encoder.size
         data["data_set"] = {"type": "SynthFaces", "args": {"size": size, "num_train": 64, "num_val": 8,
@@ -108,7 +111,7 @@ def measure_training(config: Path, dev: torch.device, steps: int, overrides: Opt
         batch = next(batches)
         # A step past gan_start, where the discriminator runs too (the costlier kind of step), and
         # not a lazy-R1 step (1 in d_reg_every; the FLOP counter cannot follow its double backward).
-        tr.iteration = max(cfg.loss.gan_start, 1)
+        tr.iteration = max(getattr(cfg.loss, "gan_start", 0), 1)
         if (tr.iteration + 1) % cfg.loss.d_reg_every == 0:
             tr.iteration += 1
 
@@ -176,6 +179,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="timed forward passes (default 3)")
+    p.add_argument("--arch", default="iafaces_256", choices=list(ARCHITECTURES),
+                   help="architecture of the forward part (default iafaces_256)")
+    p.add_argument("--batch", type=int, default=2, help="batch size of the forward part (default 2)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON")
     args = p.parse_args(argv)
@@ -183,8 +189,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise UserError(f"unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}")
-    if args.steps < 1 or args.repeats < 1:
-        raise UserError("--steps and --repeats must be at least 1")
+    if args.steps < 1 or args.repeats < 1 or args.batch < 1:
+        raise UserError("--steps, --repeats and --batch must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
@@ -195,7 +201,7 @@ def main(argv=None) -> int:
         res["train"] = [measure_training(Path(args.config), dev, args.steps, {"amp": amp, "channels_last": cl})
                         for amp, cl in (("none", False), ("bf16", True))]
     if "forward" in parts:
-        res["forward"] = [measure_forward("iafaces_256", dev, 2, args.repeats, bf16) for bf16 in (False, True)]
+        res["forward"] = [measure_forward(args.arch, dev, args.batch, args.repeats, bf16) for bf16 in (False, True)]
     if "train256" in parts:
         official = ROOT / "configs" / "iafaces-celebahq-256.json"
         res["train256"] = [measure_training(official, dev, max(1, args.steps // 2),

@@ -1,20 +1,17 @@
 """IA-FaceS networks, configurations and checkpoint conversion."""
 from .boxes import COMPONENTS, COMPONENT_GROUPS, boxes_at
-from .config import (ARCHITECTURES, ONE_CODE_ARCHITECTURES, ConfigError, DiscriminatorConfig, EncoderConfig,
-                     GeneratorConfig, ModelConfig, build_model_config)
+from .config import (ARCHITECTURES, ConfigError, DiscriminatorConfig, EncoderConfig, GeneratorConfig, ModelConfig,
+                     build_model_config)
 from .networks import Discriminator, Encoder, Generator
-from .one_code import OneCodeEncoder
+from .registry import build_network
 
 
 def build_networks(cfg: ModelConfig, discriminator: bool = True):
-    """Instantiate (encoder, generator, discriminator or None) from a ModelConfig (the ``one_code``
-    ablation gets :class:`model.one_code.OneCodeEncoder`)."""
-    if cfg.arch in ONE_CODE_ARCHITECTURES:
-        encoder = OneCodeEncoder(cfg.encoder)
-    else:
-        encoder = Encoder(cfg.encoder)
-    return (encoder, Generator(cfg.generator),
-            Discriminator(cfg.discriminator) if discriminator else None)
+    """Instantiate (encoder, generator, discriminator or None) from a ModelConfig, each network
+    the class its type names (``model.registry``)."""
+    return (build_network("encoder", cfg.types["encoder"], cfg.encoder),
+            build_network("generator", cfg.types["generator"], cfg.generator),
+            build_network("discriminator", cfg.types["discriminator"], cfg.discriminator) if discriminator else None)
 
 
 __all__ = ["ARCHITECTURES", "COMPONENTS", "COMPONENT_GROUPS", "ConfigError", "Discriminator",

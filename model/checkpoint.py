@@ -25,7 +25,7 @@ import torch.nn as nn
 from utils.errors import CheckpointError, ConfigError
 
 from . import build_networks
-from .config import ARCHITECTURES, ModelConfig, build_model_config
+from .config import ARCHITECTURES, ModelConfig, build_model_config, is_official_arch
 from .convert import ConversionError, load_official_state_dict, own_to_official
 from .networks import Discriminator, Encoder, Generator
 from .official_checkpoint import is_official_checkpoint, load_checkpoint_file, parse_official_checkpoint
@@ -123,6 +123,14 @@ def read_checkpoint(path: PathLike) -> tuple[dict, str]:
     return parse_checkpoint(load_checkpoint_file(path), path)
 
 
+def stored_model_config(payload: dict, path: PathLike) -> ModelConfig:
+    """The ModelConfig an own-format checkpoint records (older flat records upgraded)."""
+    try:
+        return ModelConfig.from_dict(payload["model_config"])
+    except (ConfigError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
+
+
 def has_discriminator(payload: dict, source: str) -> bool:
     return ("discriminator" if source == "project" else "state_dict_D") in payload
 
@@ -145,12 +153,12 @@ def build_models(payload: dict, source: str, path: PathLike, device: torch.devic
         check_project_payload(payload, path, discriminator)
     try:
         if source == "project":
-            mcfg = ModelConfig.from_dict(payload["model_config"])
+            mcfg = stored_model_config(payload, path)
         else:
             mcfg = model_config_from_official(payload["config"])
         if cam_placement is not None and mcfg.generator.cam:
             d = mcfg.to_dict()
-            d["generator"]["cam_placement"] = cam_placement
+            d["generator"]["args"]["cam_placement"] = cam_placement
             mcfg = ModelConfig.from_dict(d)
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid model configuration in checkpoint: {e}") from None
@@ -291,9 +299,9 @@ def save_official_layout(path: PathLike, models: LoadedModels) -> None:
     architectures have an official ``model_arch``."""
 
     arch = models.model_config.arch
-    if not ARCHITECTURES.get(arch, (None, False))[1]:
+    if not is_official_arch(arch) or not models.model_config.is_release:
         raise ValueError(f"architecture '{arch}' has no official counterpart; only "
-                         f"{', '.join(a for a, (_, off) in ARCHITECTURES.items() if off)} can be exported")
+                         f"{', '.join(a for a in ARCHITECTURES if is_official_arch(a))} can be exported")
     cfg = models.model_config
     if cfg.generator.cam and cfg.generator.cam_placement != ARCHITECTURES[arch][0]().generator.cam_placement:
         raise ValueError(f"{arch} with cam_placement='{cfg.generator.cam_placement}' cannot be exported: the "

@@ -1,13 +1,16 @@
-"""Typed configuration of the networks, one dataclass per network, checked on construction.
+"""Typed configuration of the release's networks, one dataclass per network, checked on
+construction, and the model configuration that names which class builds each network.
 
 Architectures are named presets (``ARCHITECTURES``): the four official ones and three scalable
-families (``iafaces``, ``iafaces_cam`` and the ``one_code`` ablation of ``model/one_code.py``) whose
-every field can be set from a JSON config.
+families (``iafaces``, ``iafaces_cam`` and ``one_code``) whose every field can be set from a JSON
+config. A network block's ``"type"`` picks its class from the registry (``model.registry``): the
+release's ``Encoder`` / ``Generator`` / ``Discriminator`` or one of the project's variants
+(``model.variants``), each with its own config dataclass.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from utils.config import build, check_types, reject_unknown
@@ -17,10 +20,7 @@ from .boxes import COMPONENTS, check_boxes_nonempty
 
 CAM_PLACEMENTS = ("official", "aligned")
 NOISE_MODES = ("const", "random")
-CONTENT_INPUTS = ("image", "outside_components", "fill_components")
-COMPONENT_INPUTS = ("features", "crops")
-RING_FITS = ("mean", "plane")
-# Attribute-boundary recipes (fitted by editing/boundaries.py); a training config names the one its
+# Attribute-boundary recipes (fitted by editing/boundaries/); a training config names the one its
 # checkpoints edit with by default (``editing.boundary_recipe``; the release's SVM unless set).
 BOUNDARY_RECIPES = ("release", "standardized", "mean", "conditional")
 
@@ -30,53 +30,20 @@ def _is_pow2(n: int) -> bool:
 
 
 @dataclass
-class EncoderConfig:
-    """Encoder: a downsampling residual trunk to ``feat_size``; a content head (one more
-    downsampling block -> ``content_channels`` x feat_size/2); component embeddings cropped at
-    the ``feat_size`` boxes, optionally after a component head block (``component_channels``)
-    that sees the unmasked image (the official 1024-px design).
-
-    ``component_input``: ``features`` (official: the embeddings are cropped from the trunk's
-    feature map, whose cells see far beyond their box) or ``crops`` (each embedding comes from a
-    small network that sees only its own image box, resized to ``crop_size`` and taken relative to
-    the mean colour of the one-pixel ring around the box, so it carries the component's shape and
-    not the skin colour; ``crop_channels`` is its first width).
-
-    ``ring_fit``: what "the ring colour" is for ``fill_components`` and ``crops``: ``mean`` (one
-    colour per box) or ``plane`` (a least-squares colour plane through the ring, so a lighting
-    gradient across the box goes with the content branch and not into the embedding).
-    ``crop_exclusive``: a crop keeps only the pixels no other component box covers (the rest is set
-    to the ring colour): where boxes overlap (the nose box's top row lies in the eye boxes, where
-    glasses frames pass) the shared pixels describe neither component alone.
-    ``ring_exclusive``: the ring colour (either fit) leaves out ring pixels inside another
-    component's box: the nose box's ring runs through the eye boxes just where glasses frames
-    pass, so with it a nose embedding, taken relative to its ring, reads the glasses."""
+class EncoderTrunkConfig:
+    """What every encoder shares: a downsampling residual trunk from the image (``size``) to
+    ``feat_size`` (first width ``channel``, doubling per block up to ``channel_max``), and the
+    shapes it hands to the generator: content ``[content_channels, feat_size/2, feat_size/2]`` and
+    component embeddings ``[4, comp_dim]``."""
     size: int = 256
     channel: int = 32
     channel_max: int = 512
     feat_size: int = 16
     content_channels: int = 512
     comp_dim: int = 256
-    component_channels: Optional[int] = None
-    content_input: str = "image"
-    component_input: str = "features"
-    crop_size: int = 16
-    crop_channels: int = 32
-    ring_fit: str = "mean"
-    crop_exclusive: bool = False
-    ring_exclusive: bool = False
 
     def __post_init__(self):
         check_types(self, "encoder")
-        if self.ring_fit not in RING_FITS:
-            raise ConfigError(f"encoder.ring_fit must be one of {RING_FITS}, got {self.ring_fit!r}")
-        if self.content_input not in CONTENT_INPUTS:
-            raise ConfigError(f"encoder.content_input must be one of {CONTENT_INPUTS}, got {self.content_input!r}")
-        if self.component_input not in COMPONENT_INPUTS:
-            raise ConfigError(
-                f"encoder.component_input must be one of {COMPONENT_INPUTS}, got {self.component_input!r}")
-        if not _is_pow2(self.crop_size) or not 8 <= self.crop_size <= 64:
-            raise ConfigError(f"encoder.crop_size must be a power of two in [8, 64], got {self.crop_size}")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"encoder.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.feat_size) or self.feat_size > self.size // 2:
@@ -86,7 +53,7 @@ class EncoderConfig:
             check_boxes_nonempty(self.feat_size)
         except ValueError as e:
             raise ConfigError(f"encoder.feat_size={self.feat_size}: {e}") from None
-        for name in ("channel", "channel_max", "content_channels", "comp_dim", "crop_channels"):
+        for name in ("channel", "channel_max", "content_channels", "comp_dim"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"encoder.{name} must be positive")
 
@@ -98,6 +65,24 @@ class EncoderConfig:
         """Channel widths of the trunk: stem output, then one entry per downsampling block."""
         n_down = (self.size // self.feat_size).bit_length() - 1
         return [min(self.channel * 2 ** i, self.channel_max) for i in range(n_down + 1)]
+
+    def inert_keys(self) -> dict[str, str]:
+        """Fields that have no effect given the others -> why (a config that sets one is refused)."""
+        return {}
+
+
+@dataclass
+class EncoderConfig(EncoderTrunkConfig):
+    """The release's encoder: the trunk, a content head (one more downsampling block), and the
+    component embeddings cropped at the ``feat_size`` boxes of the trunk's feature map, optionally
+    after a component head block (``component_channels``) that sees the unmasked image (the
+    official 1024-px design)."""
+    component_channels: Optional[int] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.component_channels is not None and self.component_channels <= 0:
+            raise ConfigError("encoder.component_channels must be positive or null")
 
 
 @dataclass
@@ -111,9 +96,7 @@ class GeneratorConfig:
     CAM-1024) or drops it (official CAM-256). ``cam_placement``: ``aligned`` boxes at each conv's
     input resolution, or ``official`` (CAM-256 release: after the first upsampling conv, boxes of
     half the input resolution). On grids below 8x8 a box can be empty (the mouth at 4x4); such
-    a layer carries no CAM for that component. ``component_paint`` (0: off, the release) is a
-    resolution at which each component embedding is also decoded by a linear layer into a feature
-    patch added inside its box, a direct spatial path from an embedding to its component."""
+    a layer carries no CAM for that component."""
     size: int = 256
     content_size: int = 8
     content_channels: int = 512
@@ -126,13 +109,9 @@ class GeneratorConfig:
     cam_modulated: bool = True
     cam_placement: str = "aligned"
     train_noise: str = "random"
-    component_paint: int = 0
 
     def __post_init__(self):
         check_types(self, "generator")
-        if self.component_paint and self.component_paint not in [self.content_size, *self.resolutions]:
-            raise ConfigError(f"generator.component_paint must be 0 (off) or one of the synthesis resolutions "
-                              f"{[self.content_size, *self.resolutions]}, got {self.component_paint}")
         if not _is_pow2(self.size) or not 32 <= self.size <= 1024:
             raise ConfigError(f"generator.size must be a power of two in [32, 1024], got {self.size}")
         if not _is_pow2(self.content_size) or self.content_size >= self.size:
@@ -146,6 +125,12 @@ class GeneratorConfig:
             raise ConfigError(f"generator.train_noise must be one of {NOISE_MODES}")
         if self.channel_shift not in (0, 1):
             raise ConfigError("generator.channel_shift must be 0 or 1")
+
+    def inert_keys(self) -> dict[str, str]:
+        if self.cam:
+            return {}
+        why = "it sets the component adaptive modulation, which is off (cam false)"
+        return {"cam_modulated": why, "cam_placement": why}
 
     @property
     def style_dim(self) -> int:
@@ -184,16 +169,33 @@ class DiscriminatorConfig:
     def channels(self, res: int) -> int:
         return min(self.channel_max, self.channel_base // res)
 
+    def inert_keys(self) -> dict[str, str]:
+        return {}
+
+
+NETWORKS = ("encoder", "generator", "discriminator")
+#: The release's class of each network (the default ``"type"``).
+RELEASE_TYPES = {"encoder": "Encoder", "generator": "Generator", "discriminator": "Discriminator"}
+
 
 @dataclass
 class ModelConfig:
-    """A complete IA-FaceS model: architecture name plus the three network configs."""
+    """A complete IA-FaceS model: the architecture name, and per network its class name
+    (``types``, a key of ``model.registry``) and that class's config."""
     arch: str
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    encoder: EncoderTrunkConfig
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+    types: dict = dataclasses.field(default_factory=lambda: dict(RELEASE_TYPES))
 
     def __post_init__(self):
+        from .registry import config_class
+        self.types = {**RELEASE_TYPES, **self.types}
+        for part in NETWORKS:
+            want = config_class(part, self.types.get(part, RELEASE_TYPES[part]))
+            if type(getattr(self, part)) is not want:
+                raise ConfigError(f"{part} type '{self.types[part]}' takes {want.__name__}, got "
+                                  f"{type(getattr(self, part)).__name__}")
         e, g = self.encoder, self.generator
         if e.size != g.size or g.size != self.discriminator.size:
             raise ConfigError(f"encoder, generator and discriminator sizes differ "
@@ -205,27 +207,32 @@ class ModelConfig:
             raise ConfigError("encoder and generator disagree on content_channels or comp_dim")
 
     @property
-    def is_cam(self) -> bool:
-        return self.generator.cam
+    def is_release(self) -> bool:
+        """True when every network is the release's class."""
+        return all(self.types[p] == RELEASE_TYPES[p] for p in NETWORKS)
 
     def to_dict(self) -> dict:
-        return {
-            "arch": self.arch,
-            "encoder": dataclasses.asdict(self.encoder),
-            "generator": dataclasses.asdict(self.generator),
-            "discriminator": dataclasses.asdict(self.discriminator),
-        }
+        """``{"arch", "encoder": {"type", "args"}, "generator": ..., "discriminator": ...}``."""
+        return {"arch": self.arch, **{p: {"type": self.types[p], "args": dataclasses.asdict(getattr(self, p))}
+                                      for p in NETWORKS}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        """Inverse of ``to_dict`` (full field dicts; unknown keys rejected)."""
-        reject_unknown(data, ("arch", "encoder", "generator", "discriminator"), "model config")
-        return cls(
-            arch=data["arch"],
-            encoder=build(EncoderConfig, data.get("encoder", {}), "encoder"),
-            generator=build(GeneratorConfig, data.get("generator", {}), "generator"),
-            discriminator=build(DiscriminatorConfig, data.get("discriminator", {}), "discriminator"),
-        )
+        """Inverse of ``to_dict`` (full field dicts; unknown keys rejected). The flat form that
+        checkpoints written before the variants had their own classes hold is upgraded first
+        (``model.variants.legacy``)."""
+        from .registry import config_class
+        from .variants.legacy import upgrade_model_dict
+
+        reject_unknown(data, ("arch",) + NETWORKS, "model config")
+        data = upgrade_model_dict(data)
+        types, parts = {}, {}
+        for part in NETWORKS:
+            block = data.get(part) or {"type": RELEASE_TYPES[part], "args": {}}
+            reject_unknown(block, ("type", "args"), f"model config {part}")
+            types[part] = block.get("type", RELEASE_TYPES[part])
+            parts[part] = build(config_class(part, types[part]), block.get("args", {}), part)
+        return cls(arch=data["arch"], types=types, **parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,10 +253,10 @@ def _official(size: int, cam: bool) -> ModelConfig:
     return ModelConfig(arch=arch, encoder=enc, generator=gen, discriminator=DiscriminatorConfig(size=size))
 
 
-def _scaled(cam: bool, size: int = 64, arch: Optional[str] = None) -> ModelConfig:
+def _scaled(cam: bool, size: int = 64) -> ModelConfig:
     """Defaults of the scalable families: a small model with the official geometry."""
     return ModelConfig(
-        arch=arch or ("iafaces_cam" if cam else "iafaces"),
+        arch="iafaces_cam" if cam else "iafaces",
         encoder=EncoderConfig(size=size, channel=32, channel_max=256, feat_size=8,
                               content_channels=256, comp_dim=128),
         generator=GeneratorConfig(size=size, content_size=4, content_channels=256, comp_dim=128,
@@ -259,92 +266,118 @@ def _scaled(cam: bool, size: int = 64, arch: Optional[str] = None) -> ModelConfi
     )
 
 
-# name -> (factory, is_official). Official architectures are fixed; scalable ones take overrides.
+#: name -> (factory of the defaults, is_official, default encoder type). Official architectures
+#: are fixed and use the release's classes; scalable ones take overrides and any registered type.
 ARCHITECTURES = {
-    "iafaces_256": (lambda: _official(256, cam=False), True),
-    "iafaces_cam_256": (lambda: _official(256, cam=True), True),
-    "iafaces_1024": (lambda: _official(1024, cam=False), True),
-    "iafaces_cam_1024": (lambda: _official(1024, cam=True), True),
-    "iafaces": (lambda: _scaled(cam=False), False),
-    "iafaces_cam": (lambda: _scaled(cam=True), False),
-    # Ablation: one global code and a learned constant content tensor (model/one_code.py); the
-    # encoder config keeps its meaning for the trunk, the generator is unchanged.
-    "one_code": (lambda: _scaled(cam=False, arch="one_code"), False),
+    "iafaces_256": (lambda: _official(256, cam=False), True, "Encoder"),
+    "iafaces_cam_256": (lambda: _official(256, cam=True), True, "Encoder"),
+    "iafaces_1024": (lambda: _official(1024, cam=False), True, "Encoder"),
+    "iafaces_cam_1024": (lambda: _official(1024, cam=True), True, "Encoder"),
+    "iafaces": (lambda: _scaled(cam=False), False, "Encoder"),
+    "iafaces_cam": (lambda: _scaled(cam=True), False, "Encoder"),
+    # Ablation: one global code and a learned constant content (model.variants.one_code).
+    "one_code": (lambda: _scaled(cam=False), False, "OneCodeEncoder"),
 }
 
-#: Architectures whose encoder is ``model.one_code.OneCodeEncoder`` instead of ``Encoder``.
-ONE_CODE_ARCHITECTURES = frozenset({"one_code"})
+
+def is_official_arch(arch: str) -> bool:
+    return arch in ARCHITECTURES and ARCHITECTURES[arch][1]
+
 
 # Official JSON argument names -> our field names.
 ENCODER_ALIASES = {"img_size": "size", "feats_dim": "comp_dim"}
 GENERATOR_ALIASES = {"img_size": "size"}
+_ALIASES = {"encoder": ENCODER_ALIASES, "generator": GENERATOR_ALIASES, "discriminator": {}}
 
 
 def build_model_config(arch: str, encoder: Optional[Mapping] = None, generator: Optional[Mapping] = None,
-                       discriminator: Optional[Mapping] = None) -> ModelConfig:
-    """Resolve an architecture name plus argument overrides into a checked ModelConfig.
+                       discriminator: Optional[Mapping] = None, types: Optional[Mapping[str, str]] = None,
+                       ) -> ModelConfig:
+    """Resolve an architecture name, the network types (``types``: network -> registry name; the
+    architecture's defaults where absent) and argument overrides into a checked ModelConfig.
 
-    Official architectures accept their official arguments (``img_size``, ``channel``,
-    ``feats_dim``, ``style_dim``, ``size``, ``channel_multiplier``) only with the official values,
-    plus ``cam_placement`` for the CAM ones. Scalable architectures accept any field; ``size``
-    given once for the encoder propagates to generator and discriminator unless they set it.
+    Official architectures take the release's classes and accept their official arguments
+    (``img_size``, ``channel``, ``feats_dim``, ``style_dim``, ``size``, ``channel_multiplier``) only
+    with the official values, plus ``cam_placement`` for the CAM ones. Scalable architectures
+    accept every field of the chosen classes' configs; ``size`` given once for the encoder
+    propagates to generator and discriminator unless they set it. An argument the chosen class
+    ignores (``inert_keys``) is refused. Arguments in the form used before the variants had
+    classes of their own (study options under ``Encoder`` / ``Generator``) are upgraded first
+    (``model.variants.legacy``).
     """
+    from .registry import config_class
+    from .variants.legacy import upgrade_network_args
+
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown model_arch '{arch}'; valid: {', '.join(ARCHITECTURES)}")
-    factory, official = ARCHITECTURES[arch]
+    factory, official, default_encoder = ARCHITECTURES[arch]
     base = factory()
-    encoder, generator, discriminator = dict(encoder or {}), dict(generator or {}), dict(discriminator or {})
+    given = {"encoder": dict(encoder or {}), "generator": dict(generator or {}),
+             "discriminator": dict(discriminator or {})}
+    types = {**RELEASE_TYPES, "encoder": default_encoder, **{k: v for k, v in (types or {}).items() if v}}
+    reject_unknown(types, NETWORKS, "network types")
+    types, given, _ = upgrade_network_args(arch, types, given)
     if official:
-        # The official JSON carries redundant arguments; accept them when they agree.
-        gen_style = generator.pop("style_dim", base.generator.style_dim)
-        if gen_style != base.generator.style_dim:
-            raise ConfigError(f"generator.style_dim must be {base.generator.style_dim} for {arch}")
-        cm = discriminator.pop("channel_multiplier", 1)
-        if cm != 1:
-            raise ConfigError(f"discriminator.channel_multiplier must be 1 for {arch}")
-        allowed = {"encoder": {"size", "channel", "comp_dim"}, "generator": {"size", "cam_placement", "train_noise"},
-                   "discriminator": {"size"}}
-        merged = {}
-        for part, overrides, aliases in (("encoder", encoder, ENCODER_ALIASES),
-                                         ("generator", generator, GENERATOR_ALIASES),
-                                         ("discriminator", discriminator, {})):
-            cur = dataclasses.asdict(getattr(base, part))
-            for key, value in overrides.items():
-                name = aliases.get(key, key)
-                if name not in allowed[part]:
-                    raise ConfigError(
-                        f"unknown or fixed key '{key}' in {part} of official arch {arch}; "
-                        f"settable: {', '.join(sorted(allowed[part]))}")
-                if name not in ("cam_placement", "train_noise") and value != cur[name]:
-                    raise ConfigError(f"{part}.{key} must be {cur[name]} for {arch}, got {value}")
-                cur[name] = value
-            merged[part] = cur
-        if not base.generator.cam and merged["generator"]["cam_placement"] != base.generator.cam_placement:
-            raise ConfigError(f"cam_placement applies only to CAM architectures, not {arch}")
-        return ModelConfig(arch=arch, encoder=EncoderConfig(**merged["encoder"]),
-                           generator=GeneratorConfig(**merged["generator"]),
-                           discriminator=DiscriminatorConfig(**merged["discriminator"]))
+        return _official_config(arch, base, types, given)
     # Scalable: start from the defaults; a size given anywhere applies to all three networks.
-    size = encoder.get("size", encoder.get("img_size", generator.get("size", generator.get(
-        "img_size", discriminator.get("size")))))
-    e = dataclasses.asdict(base.encoder)
-    g = dataclasses.asdict(base.generator)
-    d = dataclasses.asdict(base.discriminator)
-    if size is not None:
-        e["size"] = g["size"] = d["size"] = size
-    for target, overrides, aliases, cls, where in (
-            (e, encoder, ENCODER_ALIASES, EncoderConfig, "encoder"),
-            (g, generator, GENERATOR_ALIASES, GeneratorConfig, "generator"),
-            (d, discriminator, {}, DiscriminatorConfig, "discriminator")):
+    e, g, d = given["encoder"], given["generator"], given["discriminator"]
+    size = e.get("size", e.get("img_size", g.get("size", g.get("img_size", d.get("size")))))
+    parts = {}
+    for part in NETWORKS:
+        cls = config_class(part, types[part])
         valid = [f.name for f in dataclasses.fields(cls)]
-        reject_unknown([k for k in overrides if aliases.get(k, k) not in valid], valid + sorted(aliases), where)
-        for key, value in overrides.items():
-            target[aliases.get(key, key)] = value
-    # Keep the shared geometry consistent unless set explicitly.
-    if "content_size" not in generator:
-        g["content_size"] = e["feat_size"] // 2
-    for key in ("content_channels", "comp_dim"):
-        if key not in generator:
-            g[key] = e[key]
-    return ModelConfig(arch=arch, encoder=EncoderConfig(**e), generator=GeneratorConfig(**g),
-                       discriminator=DiscriminatorConfig(**d))
+        start = {k: v for k, v in dataclasses.asdict(getattr(base, part)).items() if k in valid}
+        if size is not None:
+            start["size"] = size
+        aliases = _ALIASES[part]
+        reject_unknown([k for k in given[part] if aliases.get(k, k) not in valid], valid + sorted(aliases), part)
+        args = {**start, **{aliases.get(k, k): v for k, v in given[part].items()}}
+        if part == "generator":  # keep the shared geometry consistent unless set explicitly
+            if "content_size" not in given["generator"]:
+                args["content_size"] = parts["encoder"].content_size
+            for key in ("content_channels", "comp_dim"):
+                if key not in given["generator"]:
+                    args[key] = getattr(parts["encoder"], key)
+        parts[part] = build(cls, args, part)
+        inert = parts[part].inert_keys()
+        for key in given[part]:
+            if aliases.get(key, key) in inert:
+                raise ConfigError(f"{part}.{key} has no effect for {types[part]}: {inert[aliases.get(key, key)]}; "
+                                  "remove it")
+    return ModelConfig(arch=arch, types=types, **parts)
+
+
+def _official_config(arch: str, base: ModelConfig, types: dict, given: dict) -> ModelConfig:
+    """An official architecture: the release's classes, only the release's argument values."""
+    for part in NETWORKS:
+        if types[part] != RELEASE_TYPES[part]:
+            raise ConfigError(f"{part}.type must be '{RELEASE_TYPES[part]}' for the official architecture {arch} "
+                              f"(the project's variants use the scalable architectures), got '{types[part]}'")
+    encoder, generator, discriminator = given["encoder"], given["generator"], given["discriminator"]
+    # The official JSON carries redundant arguments; accept them when they agree.
+    gen_style = generator.pop("style_dim", base.generator.style_dim)
+    if gen_style != base.generator.style_dim:
+        raise ConfigError(f"generator.style_dim must be {base.generator.style_dim} for {arch}")
+    cm = discriminator.pop("channel_multiplier", 1)
+    if cm != 1:
+        raise ConfigError(f"discriminator.channel_multiplier must be 1 for {arch}")
+    allowed = {"encoder": {"size", "channel", "comp_dim"}, "generator": {"size", "cam_placement", "train_noise"},
+               "discriminator": {"size"}}
+    merged = {}
+    for part in NETWORKS:
+        cur = dataclasses.asdict(getattr(base, part))
+        for key, value in given[part].items():
+            name = _ALIASES[part].get(key, key)
+            if name not in allowed[part]:
+                raise ConfigError(
+                    f"unknown or fixed key '{key}' in {part} of official arch {arch}; "
+                    f"settable: {', '.join(sorted(allowed[part]))}")
+            if name not in ("cam_placement", "train_noise") and value != cur[name]:
+                raise ConfigError(f"{part}.{key} must be {cur[name]} for {arch}, got {value}")
+            cur[name] = value
+        merged[part] = cur
+    if not base.generator.cam and merged["generator"]["cam_placement"] != base.generator.cam_placement:
+        raise ConfigError(f"cam_placement applies only to CAM architectures, not {arch}")
+    return ModelConfig(arch=arch, encoder=EncoderConfig(**merged["encoder"]),
+                       generator=GeneratorConfig(**merged["generator"]),
+                       discriminator=DiscriminatorConfig(**merged["discriminator"]))

@@ -1,4 +1,5 @@
-"""IA-FaceS networks: Encoder, Generator (with or without CAM) and Discriminator.
+"""The release's IA-FaceS networks: Encoder, Generator (with or without CAM) and Discriminator.
+The project's own variants subclass these in ``model.variants``.
 
 Shapes: images [B, 3, S, S] in [-1, 1]; content [B, Cc, s0, s0]; components [B, 4, D].
 """
@@ -8,13 +9,11 @@ from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from .boxes import boxes_at
-from .config import DiscriminatorConfig, EncoderConfig, GeneratorConfig
+from .config import DiscriminatorConfig, EncoderConfig, EncoderTrunkConfig, GeneratorConfig
 from .layers import ConvLayer, EqualLinear, ResBlock, StyledConv, ToRGB
-from .ops import check_rings, clear_boxes, ring_means, ring_others, ring_planes
 
 Entry = tuple
 
@@ -24,12 +23,12 @@ def _prefixed(prefix_off: str, prefix_own: str, entries) -> Iterator[Entry]:
         yield f"{prefix_off}{off}", (None if own is None else f"{prefix_own}{own}"), shape
 
 
-def _check_image(x: Tensor, size: int, name: str = "image") -> None:
+def check_image(x: Tensor, size: int, name: str = "image") -> None:
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
         raise ValueError(f"{name} must have shape [B, 3, {size}, {size}], got {list(x.shape)}")
 
 
-def build_trunk(cfg: EncoderConfig) -> nn.Sequential:
+def build_trunk(cfg: EncoderTrunkConfig) -> nn.Sequential:
     """The encoder trunk: image [B, 3, S, S] -> features [B, C, fs, fs] (a 1x1 stem, then one
     downsampling residual block per halving)."""
     ch = cfg.trunk_channels()
@@ -38,23 +37,11 @@ def build_trunk(cfg: EncoderConfig) -> nn.Sequential:
     return nn.Sequential(*trunk)
 
 
-def build_crop_net(cfg: EncoderConfig) -> nn.Sequential:
-    """Crop [B, 3, c, c] -> embedding [B, comp_dim]: a 1x1 stem, downsampling residual blocks to
-    4x4, an equalized linear layer, then a layer norm without parameters, so that embeddings of
-    different faces differ by O(1) from the first step (a crop is mostly skin: without it they
-    start within a few hundredths of each other and the decoder learns to read them slowly)."""
-    ch, res = cfg.crop_channels, cfg.crop_size
-    layers = [ConvLayer(3, ch, 1)]
-    while res > 4:
-        nxt = min(ch * 2, cfg.channel_max)
-        layers.append(ResBlock(ch, nxt, downsample=True, padding="reflect"))
-        ch, res = nxt, res // 2
-    layers += [nn.Flatten(1), EqualLinear(ch * 16, cfg.comp_dim), nn.LayerNorm(cfg.comp_dim, elementwise_affine=False)]
-    return nn.Sequential(*layers)
-
-
 class Encoder(nn.Module):
-    """Image -> (content [B, Cc, fs/2, fs/2], components [B, 4, D])."""
+    """The release's encoder: image [B, 3, S, S] -> (content [B, Cc, fs/2, fs/2], components
+    [B, 4, D]). The content is one more downsampling block over the trunk's features; each
+    component embedding is a linear projection of the features inside its box (the two eyes share
+    one projection)."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -62,99 +49,36 @@ class Encoder(nn.Module):
         ch = cfg.trunk_channels()
         self.trunk = build_trunk(cfg)
         self.content_head = ResBlock(ch[-1], cfg.content_channels, downsample=True, padding="reflect")
-        comp_ch = ch[-1]
         self.component_head = None
         if cfg.component_channels:
             self.component_head = ResBlock(ch[-1], cfg.component_channels, downsample=False, padding="reflect")
-            comp_ch = cfg.component_channels
         self.boxes = boxes_at(cfg.feat_size)
-        self.image_boxes = boxes_at(cfg.size)
-        if cfg.component_input == "crops":
-            # One crop network per kind of component (the eyes share one), as the eyes share
-            # their projection in the official design: component i uses crop_nets[max(0, i - 1)].
-            self.component_fc = None
-            self.crop_nets = nn.ModuleList(build_crop_net(cfg) for _ in range(3))
-        else:
-            self.crop_nets = None
-            dims = [comp_ch * (y1 - y0) * (x1 - x0) for x0, y0, x1, y1 in self.boxes]
-            # The two eyes share one projection: component i uses component_fc[max(0, i - 1)].
-            self.component_fc = nn.ModuleList(EqualLinear(d, cfg.comp_dim, activate=True) for d in dims[1:])
-            if dims[0] != dims[1]:
-                raise ValueError("eye boxes differ in size; they must share one projection")
-        # crop_exclusive: per component, [h, w] 1 where no other component box covers the pixel.
-        self._own_pixels = None
-        if cfg.component_input == "crops" and cfg.crop_exclusive:
-            self._own_pixels = [clear_boxes(torch.ones(y1 - y0, x1 - x0, device="cpu"), (x0, y0), others)
-                                for (x0, y0, x1, y1), others in zip(self.image_boxes, ring_others(self.image_boxes, True))]
-        # content_input: what the content branch sees of the component boxes (see EncoderConfig).
-        self.content_boxes = self.image_boxes if cfg.content_input != "image" else None
-        if self.content_boxes is not None or self.crop_nets is not None:
-            check_rings(self.image_boxes, cfg.size, cfg.ring_fit, cfg.ring_exclusive)
+        self.build_component_branch()
+
+    def build_component_branch(self) -> None:
+        """Extension point: the layers that turn features into component embeddings."""
+        comp_ch = self.cfg.component_channels or self.cfg.trunk_channels()[-1]
+        dims = [comp_ch * (y1 - y0) * (x1 - x0) for x0, y0, x1, y1 in self.boxes]
+        if dims[0] != dims[1]:
+            raise ValueError("eye boxes differ in size; they must share one projection")
+        # component i uses component_fc[max(0, i - 1)]
+        self.component_fc = nn.ModuleList(EqualLinear(d, self.cfg.comp_dim, activate=True) for d in dims[1:])
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        _check_image(x, self.cfg.size)
-        xm = x if mask is None else x * mask
-        rings = self.ring_colours(xm) if (self.content_boxes is not None or self.crop_nets is not None) else None
-        if self.crop_nets is not None:
-            content_in = xm if self.content_boxes is None else self.content_view(xm, rings)
-            content = self.content_head(self.trunk(content_in))
-            return content, self.crop_components(xm, rings)
-        feat = self.trunk(xm)
-        if self.content_boxes is None:
-            content = self.content_head(feat)
-        else:
-            content = self.content_head(self.trunk(self.content_view(xm, rings)))
-        if self.component_head is not None:
-            # Official 1024-px design: components come from the unmasked image.
-            comp_feat = self.component_head(feat if mask is None else self.trunk(x))
-        else:
-            comp_feat = feat
-        comps = []
-        for i, (x0, y0, x1, y1) in enumerate(self.boxes):
-            crop = comp_feat[:, :, y0:y1, x0:x1].reshape(x.shape[0], -1)
-            comps.append(self.component_fc[max(0, i - 1)](crop))
-        return content, torch.stack(comps, dim=1)
+        check_image(x, self.cfg.size)
+        feat = self.trunk(x if mask is None else x * mask)
+        content = self.content_head(feat)
+        if self.component_head is not None:  # 1024 px: components from the unmasked image
+            feat = self.component_head(feat if mask is None else self.trunk(x))
+        return content, self.components_from_features(feat)
 
-    def ring_colours(self, x: Tensor) -> list[Tensor]:
-        """Per component box, the colour of the one-pixel ring around it as [B, 3, h, w] over the
-        box: its mean (``ring_fit: mean``) or a plane through it (``plane``)."""
-        if self.cfg.ring_fit == "plane":
-            return ring_planes(x, self.image_boxes, self.cfg.ring_exclusive)
-        means = ring_means(x, self.image_boxes, self.cfg.ring_exclusive)
-        return [means[:, i, :, None, None].expand(-1, -1, y1 - y0, x1 - x0)
-                for i, (x0, y0, x1, y1) in enumerate(self.image_boxes)]
-
-    def content_view(self, x: Tensor, rings: Optional[list[Tensor]] = None) -> Tensor:
-        """The content branch's input [B, 3, S, S]: every component box blanked (``outside_components``)
-        or filled with the colour of the one-pixel ring around it (``fill_components``; mean or
-        plane, ``ring_fit``), so that the look of a component can only reach the decoder through
-        its embedding."""
-        if rings is None:
-            rings = self.ring_colours(x)
-        x = x.clone()
-        for i, (x0, y0, x1, y1) in enumerate(self.content_boxes):
-            if self.cfg.content_input == "outside_components":
-                x[:, :, y0:y1, x0:x1] = 0
-            else:
-                x[:, :, y0:y1, x0:x1] = rings[i]
-        return x
-
-    def crop_components(self, x: Tensor, rings: list[Tensor]) -> Tensor:
-        """``component_input: crops``: [B, 4, D] from each component's own image box, relative to
-        its ring colour (``ring_fit``) and resized to ``crop_size`` (bilinear)."""
-        cs = self.cfg.crop_size
-        comps = []
-        for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
-            crop = x[:, :, y0:y1, x0:x1] - rings[i]
-            if self._own_pixels is not None:
-                crop = crop * self._own_pixels[i].to(crop)
-            crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
-            comps.append(self.crop_nets[max(0, i - 1)](crop))
-        return torch.stack(comps, dim=1)
+    def components_from_features(self, feat: Tensor) -> Tensor:
+        """Features [B, C, fs, fs] -> components [B, 4, D]: each box flattened and projected."""
+        components = [self.component_fc[max(0, i - 1)](feat[:, :, y0:y1, x0:x1].flatten(1))
+                      for i, (x0, y0, x1, y1) in enumerate(self.boxes)]
+        return torch.stack(components, dim=1)
 
     def official_entries(self) -> Iterator[Entry]:
-        if self.crop_nets is not None:
-            raise ValueError("component_input 'crops' has no counterpart in the official release")
         for i, layer in enumerate(self.trunk):
             yield from _prefixed(f"stem.{i}.", f"trunk.{i}.", layer.official_entries())
         # The 256-px release wraps the content block in an nn.Sequential, the 1024-px one does not.
@@ -192,15 +116,6 @@ class Generator(nn.Module):
         for j in range(cfg.num_noises):
             res = 2 ** ((j + 2 * (s0.bit_length() - 1) + 1) // 2)
             self.noises.register_buffer(f"noise_{j}", torch.randn(1, 1, res, res))
-        self.paint = None
-        if cfg.component_paint:
-            res = cfg.component_paint
-            boxes = boxes_at(res)
-            ch = c0 if res == s0 else cfg.channels(res)
-            # One linear painter per kind of component (the eyes share one, as in CAM).
-            self.paint = nn.ModuleList(EqualLinear(cfg.comp_dim, ch * (b[3] - b[1]) * (b[2] - b[0]))
-                                       for b in boxes[1:])
-            self.paint_boxes = boxes
         # CAM: for each synthesis conv, a map of which component owns each input pixel.
         if cfg.cam:
             for j, (in_res, box_fs) in enumerate(self.cam_geometry()):
@@ -253,29 +168,22 @@ class Generator(nn.Module):
             raise ValueError(f"noise must be a list of {cfg.num_noises} tensors, got {len(noise)}")
         owner = (lambda j: getattr(self, f"cam_owner_{j}")) if cfg.cam else (lambda j: None)
         x = self.conv1(content, style, components, noise[0], owner(0))
-        if cfg.component_paint == cfg.content_size:
-            x = self.paint_components(x, components)
+        x = self.edit_features(x, components)
         skip = self.to_rgb1(x, style)
         for b, to_rgb in enumerate(self.to_rgbs):
             k = 2 * b
             x = self.convs[k](x, style, components, noise[k + 1], owner(k + 1))
-            if cfg.component_paint == cfg.resolutions[b]:
-                x = self.paint_components(x, components)
+            x = self.edit_features(x, components)
             x = self.convs[k + 1](x, style, components, noise[k + 2], owner(k + 2))
             skip = to_rgb(x, style, skip)
         return skip
 
-    def paint_components(self, x: Tensor, components: Tensor) -> Tensor:
-        """``component_paint``: x [B, C, r, r] plus each component's decoded patch inside its box."""
-        x = x.clone()
-        for i, (x0, y0, x1, y1) in enumerate(self.paint_boxes):
-            patch = self.paint[max(0, i - 1)](components[:, i]).view(x.shape[0], -1, y1 - y0, x1 - x0)
-            x[:, :, y0:y1, x0:x1] = x[:, :, y0:y1, x0:x1] + patch.to(x.dtype)
+    def edit_features(self, x: Tensor, components: Tensor) -> Tensor:
+        """Extension point: the features [B, C, r, r] after the first conv at each resolution r
+        (the release leaves them as they are)."""
         return x
 
     def official_entries(self) -> Iterator[Entry]:
-        if self.paint is not None:
-            raise ValueError("component_paint has no counterpart in the official release")
         wrapped = self.cfg.cam and self.cfg.cam_modulated
         yield from _prefixed("conv1.", "conv1.", self.conv1.official_entries(wrapped))
         yield from _prefixed("to_rgb1.", "to_rgb1.", self.to_rgb1.official_entries())
@@ -306,7 +214,7 @@ class Discriminator(nn.Module):
         self.final_linear = nn.Sequential(EqualLinear(c4 * 16, c4, activate=True), EqualLinear(c4, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_image(x, self.cfg.size)
+        check_image(x, self.cfg.size)
         out = self.final_conv(self.convs(x))
         return self.final_linear(out.flatten(1))
 

@@ -102,3 +102,55 @@ def test_relative_imports_resolve():
         (1, "data_loader.attributes")]
     assert imported_modules("from . import dataset", "data_loader.synthfaces", is_package=True) == [
         (1, "data_loader.synthfaces")]
+
+
+# -- the release and the project's variants ----------------------------------------------------
+#: Names of the project's own study options (docs/study.md): only ``model/variants`` may know them.
+STUDY_OPTIONS = ("content_input", "component_input", "crop_size", "crop_channels", "crop_exclusive", "ring_fit",
+                 "ring_exclusive", "component_paint")
+#: The modules of the release's training path: they never import a SynthFaces module.
+OFFICIAL_TRAINER = ("trainer.iafaces_trainer", "trainer.base_trainer", "trainer.losses", "trainer.config",
+                    "trainer.data", "trainer.registry", "trainer.released")
+
+
+def study_option_mentions(source: str) -> list[str]:
+    """Study options named as identifiers, attributes or strings in ``source`` (comments and
+    docstrings aside)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in STUDY_OPTIONS:
+            found.add(node.value)
+        elif isinstance(node, ast.Attribute) and node.attr in STUDY_OPTIONS:
+            found.add(node.attr)
+        elif isinstance(node, ast.Name) and node.id in STUDY_OPTIONS:
+            found.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id in STUDY_OPTIONS:
+            found.add(node.target.id)
+    return sorted(found)
+
+
+def test_only_the_variants_know_the_study_options():
+    found = []
+    for path, module, _ in project_modules():
+        if module.startswith("model.") and not module.startswith("model.variants"):
+            found += [f"{module}: {name}" for name in study_option_mentions(path.read_text())]
+    assert not found, "\n".join(found)
+    assert study_option_mentions("x = cfg.ring_fit\ny = {'crop_size': 1}") == ["crop_size", "ring_fit"]
+
+
+def test_the_official_trainer_path_imports_no_synthfaces_module():
+    import subprocess
+    import sys
+
+    for path, module, is_package in project_modules():
+        if module in OFFICIAL_TRAINER:
+            names = [n for _, n in imported_modules(path.read_text(), module, is_package)]
+            assert not [n for n in names if n.startswith("data_loader.synthfaces") or n == "trainer.counterfactual"], \
+                module
+    # and at run time: importing the release's trainer loads no SynthFaces module
+    code = ("import sys, trainer.iafaces_trainer, trainer.config, trainer.losses; "
+            "print(sorted(m for m in sys.modules if m.startswith('data_loader.synthfaces') or "
+            "m == 'trainer.counterfactual'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

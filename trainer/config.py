@@ -11,31 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from data_loader.registry import DatasetSpec, parse_dataset_spec
-from model.boxes import ComponentError, component_indices
+from data_loader.registry import DatasetSpec, dataset_image_size, parse_dataset_spec
 from model.config import BOUNDARY_RECIPES, ModelConfig, build_model_config
-from utils.config import build
+from utils.config import reject_unknown, resolve_base
+from utils.config import build, check_range
 from utils.errors import ConfigError
+
+from .losses import LossConfig
+from .registry import loss_class, loss_type
 
 
 # ------------------------------------------------------------------------------ value ranges
 #: What :meth:`trainer.iafaces_trainer.IAFacesTrainer.validate` reports: the metrics ``monitor`` may name.
 VALIDATION_METRICS = ("avg_mse", "psnr")
 MAX_CONFIG_DEPTH = 32
-
-
-def check_range(where: str, value, lo=None, hi=None, lo_open: bool = False, optional: bool = False) -> None:
-    """ConfigError naming ``where`` and the allowed range unless ``value`` is a finite number in
-    it (``lo_open``: ``> lo`` instead of ``>= lo``; ``optional``: null allowed)."""
-    if value is None and optional:
-        return
-    parts = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
-    rng = " and ".join(p for p in parts if p) or "finite"
-    kind = "an integer" if isinstance(value, int) and not isinstance(value, float) else "a number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
-    if not ok:
-        raise ConfigError(f"{where} must be {kind} {rng}{' or null' if optional else ''}, got {value!r}")
 
 
 def check_plain_name(value, where: str) -> str:
@@ -93,58 +82,6 @@ class DataLoaderConfig:
         check_range("data_loader.mask_p", self.mask_p, 0, 1, optional=True)
         check_range("data_loader.mask_width", self.mask_width, 1, optional=True)
         check_range("data_loader.mask_size", self.mask_size, 1, optional=True)
-
-
-@dataclass
-class LossConfig:
-    g_loss_weight: float = 1.0
-    p_loss_weight: float = 1.0
-    d_loss_weight: float = 1.0
-    l1_loss_weight: float = 1.0
-    d_reg_every: int = 16
-    r1: float = 10.0
-    # The adversarial terms (and the D step) start after this many iterations (0: from the start).
-    gan_start: int = 0
-    # Extra L1 inside the component boxes (mean over the boxes' pixels), so that the few pixels a
-    # component covers weigh enough to make the decoder read its embedding (0: off, as the release).
-    box_l1_weight: float = 0.0
-    # SynthFaces only: L1 between the decoded face of a target whose component embedding was
-    # swapped with a reference's and the rendered counterfactual (0: off, as the release; the
-    # release's data sets have no counterfactuals). ``swap_pairs`` pairs per iteration.
-    swap_weight: float = 0.0
-    swap_pairs: int = 8
-    # What one pair swaps, drawn uniformly per pair: component selections (``eyes`` swaps both eyes
-    # at once, as the eyes transfer does).
-    swap_components: list = field(default_factory=lambda: ["l_eye", "r_eye", "nose", "mouth"])
-    # The same L1 taken inside the swapped component's box only (mean over the box's pixels): the
-    # whole-image mean gives the box, where the swap shows, a few per cent of the swap loss.
-    swap_box_weight: float = 0.0
-    # LPIPS backbone: "pretrained" (torchvision VGG16 weights, local file required) or "random"
-    # (tests only). ``lpips_vgg_weights`` points to a local vgg16 state_dict file.
-    lpips_backbone: str = "pretrained"
-    lpips_vgg_weights: Optional[str] = None
-
-    def __post_init__(self):
-        if self.lpips_backbone not in ("pretrained", "random"):
-            raise ConfigError("loss.lpips_backbone must be 'pretrained' or 'random'")
-        if self.d_reg_every < 1:
-            raise ConfigError("loss.d_reg_every must be >= 1")
-        for name in ("g_loss_weight", "p_loss_weight", "d_loss_weight", "l1_loss_weight", "r1", "box_l1_weight",
-                     "swap_weight", "swap_box_weight"):
-            check_range(f"loss.{name}", getattr(self, name), 0)
-        if self.swap_box_weight > 0 and self.swap_weight == 0:
-            raise ConfigError("loss.swap_box_weight needs the swap pairs: set loss.swap_weight > 0 too (or "
-                              "swap_box_weight 0)")
-        check_range("loss.swap_pairs", self.swap_pairs, 1, 1024)
-        if not self.swap_components:
-            raise ConfigError("loss.swap_components must name at least one component selection")
-        for spec in self.swap_components:
-            if not isinstance(spec, str):
-                raise ConfigError(f"loss.swap_components entries must be strings, got {spec!r}")
-            try:
-                component_indices(spec)
-            except ComponentError as e:
-                raise ConfigError(f"loss.swap_components: {e}") from None
 
 
 @dataclass
@@ -249,33 +186,67 @@ class TrainConfig:
         check_range("seed", self.seed, 0, 2 ** 32 - 1)
 
     def model_config(self) -> ModelConfig:
-        for spec, name in ((self.encoder, "Encoder"), (self.generator, "Generator"),
-                           (self.discriminator, "Discriminator")):
-            if spec.type != name:
-                raise ConfigError(f"{name.lower()}.type must be '{name}', got '{spec.type}'")
-        return build_model_config(self.model_arch, self.encoder.args, self.generator.args,
-                                  self.discriminator.args)
+        return build_model_config(self.model_arch, self.encoder.args, self.generator.args, self.discriminator.args,
+                                  types={"encoder": self.encoder.type, "generator": self.generator.type,
+                                         "discriminator": self.discriminator.type})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["data_set"] = self.data_set.to_dict()
+        inert = self.loss.inert_keys()
+        d["loss"] = {"type": loss_type(self.loss),
+                     "args": {k: v for k, v in dataclasses.asdict(self.loss).items() if k not in inert}}
+        if not self.loss.adversarial:  # no discriminator: its optimizer settings mean nothing
+            d.pop("optimizer_D")
+            d.pop("lr_scheduler_D")
         return d
 
 
+NETWORK_BLOCKS = ("encoder", "generator", "discriminator")
 _BLOCKS = {
     "encoder": Spec, "generator": Spec, "discriminator": Spec,
-    "data_loader": DataLoaderConfig, "loss": LossConfig, "optimizer_G": OptimizerConfig,
+    "data_loader": DataLoaderConfig, "optimizer_G": OptimizerConfig,
     "optimizer_D": OptimizerConfig, "lr_scheduler_G": Spec, "lr_scheduler_D": Spec,
     "trainer": TrainerConfig, "editing": EditingConfig,
 }
 
 
+#: Loss keys of the counterfactual loss that the release's loss does not have.
+COUNTERFACTUAL_KEYS = ("gan_start", "box_l1_weight", "swap_weight", "swap_pairs", "swap_components", "swap_box_weight")
+
+
+def parse_loss(raw, notes: list) -> LossConfig:
+    """The loss block: ``{"type", "args"}`` (a registered loss; an argument the loss ignores is an
+    error) or the flat form of the release's configs, which is also the form the project's own
+    configs had before losses had types: flat keys of the counterfactual loss select it (said in
+    ``notes``); keys without effect are accepted there, as they always were."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"loss must be a JSON object, got {type(raw).__name__}")
+    if "type" in raw:
+        reject_unknown(raw, ("type", "args"), "loss")
+        given = raw.get("args", {})
+        cfg = build(loss_class(raw["type"]).config_class, given, "loss")
+        inert = cfg.inert_keys()
+        for key in given:
+            if key in inert:
+                raise ConfigError(f"loss.{key} has no effect for {raw['type']}: {inert[key]}; remove it")
+        return cfg
+    flat = dict(raw)
+    name = "CounterfactualLoss" if any(k in flat for k in COUNTERFACTUAL_KEYS) else "IAFacesLoss"
+    cfg = build(loss_class(name).config_class, flat, "loss")
+    if name != "IAFacesLoss":
+        notes.append(f"the flat loss block with {', '.join(k for k in COUNTERFACTUAL_KEYS if k in flat)} is "
+                     f"read as \"type\": \"{name}\"")
+    return cfg
+
+
 def parse_config(data: dict, where: str = "config") -> TrainConfig:
     """Validate a JSON config dict into a TrainConfig: every block, the data set included, and the
-    model it builds."""
+    model it builds. What was read in an older form is listed in the config's ``notes``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object")
     check_depth(data, where)
+    notes: list[str] = []
     kwargs = dict(data)
     for key, value in data.items():
         if key in _BLOCKS and value is not None:
@@ -285,6 +256,8 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
                 if key.startswith("optimizer_") and str(e).startswith("lr "):
                     raise ConfigError(f"{key}.{e}") from None
                 raise
+    if data.get("loss") is not None:
+        kwargs["loss"] = parse_loss(data["loss"], notes)
     if "data_set" in data:
         kwargs["data_set"] = parse_dataset_spec(data["data_set"])
     cfg = build(TrainConfig, kwargs, where)
@@ -292,9 +265,23 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
         spec = getattr(cfg, key)
         if spec is not None and spec.type not in SCHEDULERS:
             raise ConfigError(f"{where}: {key}.type '{spec.type}' unknown; valid: {', '.join(SCHEDULERS)}")
-    if cfg.loss.swap_weight > 0 and cfg.data_set.type != "SynthFaces":
-        raise ConfigError(f"{where}: loss.swap_weight needs the SynthFaces data set (it renders the counterfactual "
-                          f"faces), not {cfg.data_set.type}; set it to 0")
+    try:
+        cfg.loss.check_with(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    typed_loss = isinstance(data.get("loss"), dict) and "type" in data["loss"]
+    if typed_loss and not cfg.loss.adversarial:
+        for key in ("optimizer_D", "lr_scheduler_D"):
+            if data.get(key) is not None:
+                raise ConfigError(f"{where}: {key} has no effect: the loss has no adversarial term (g_loss_weight 0), "
+                                  "so no discriminator is built; remove it")
+    from model.variants.legacy import upgrade_network_args
+    types, args, upgraded = upgrade_network_args(cfg.model_arch, {p: getattr(cfg, p).type for p in NETWORK_BLOCKS},
+                                                 {p: dict(getattr(cfg, p).args) for p in NETWORK_BLOCKS})
+    for p in NETWORK_BLOCKS:
+        setattr(cfg, p, Spec(types[p], args[p]))
+    notes += upgraded
+    cfg.notes = notes
     size = cfg.model_config().encoder.size  # fails early on bad model arguments
     data_size = dataset_image_size(cfg.data_set)
     if data_size is not None and data_size != size:
@@ -304,33 +291,27 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
     return cfg
 
 
-def dataset_image_size(spec: DatasetSpec) -> Optional[int]:
-    """The image size a data set block yields (SynthFaces: its size or the data set's default)."""
-    args = spec.args
-    if spec.type == "SynthFaces":
-        if args.size is not None:
-            return args.size
-        import inspect
-        from data_loader.synthfaces import SynthFacesDataset
-        return inspect.signature(SynthFacesDataset).parameters["size"].default
-    size = getattr(args, "image_size", None)
-    if size is None:
-        return None
-    from data_loader.image_datasets import parse_image_size
-    return parse_image_size(size)
-
-
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a JSON training config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def read_json(path: Path) -> dict:
+    """One JSON config file, with a one-line ConfigError for what cannot be read."""
     try:
-        data = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels; a training config is flat") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
         raise ConfigError(f"cannot read config {path}: {e.__class__.__name__}") from None
-    return parse_config(data, str(path))
+
+
+def read_config_data(path: str | Path) -> dict:
+    """A JSON training config file as one dict, its ``"base"`` chain resolved (see
+    :func:`utils.config.resolve_base`), not yet validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return resolve_base(read_json(path), path.parent, read_json, (path.resolve(),))
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a JSON training config file (its ``"base"`` chain resolved)."""
+    return parse_config(read_config_data(path), str(path))

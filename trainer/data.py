@@ -21,10 +21,9 @@ class AugmentedDataset(Dataset):
     image before resizing it, as the official loaders; others (SynthFaces tensors) are mirrored at
     the model size. ``mask_width``/``mask_canvas``: see :mod:`data_loader.masks`."""
 
-    def __init__(self, base: Dataset, seed: int, flip_p: float, mask_p: float, swap_pairs=None,
+    def __init__(self, base: Dataset, seed: int, flip_p: float, mask_p: float,
                  mask_width: int = 16, mask_canvas: Optional[int] = None):
         self.base, self.seed, self.flip_p, self.mask_p = base, seed, flip_p, mask_p
-        self.swap_pairs = swap_pairs
         self.mask_width, self.mask_canvas = mask_width, mask_canvas
         root = base.dataset if isinstance(base, Subset) else base
         self._load = root.load if getattr(root, "flip_before_resize", False) else None
@@ -42,10 +41,9 @@ class AugmentedDataset(Dataset):
             sample = self._load(root_index, flip=decisions[0])
         else:
             sample = self.base[index]
-        kwargs = {"swap_pairs": self.swap_pairs} if self.swap_pairs else {}
         return _strip(train_augment(sample, rng, self.flip_p, self.mask_p, mask_width=self.mask_width,
                                     mask_canvas=self.mask_canvas, decisions=decisions,
-                                    image_flipped=self._load is not None, **kwargs))
+                                    image_flipped=self._load is not None))
 
 
 class PlainDataset(Dataset):

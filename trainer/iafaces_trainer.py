@@ -1,5 +1,7 @@
-"""The IA-FaceS training procedure (official): D step, lazy R1, G step (L1 + LPIPS + adversarial),
-EMA of encoder and generator, two Adam optimizers."""
+"""The IA-FaceS training procedure (the release's): D step with lazy R1, then the E/G step on the
+configured loss (``trainer.registry``: the release's L1 + LPIPS + adversarial, or the project's
+counterfactual loss), EMA of encoder and generator, two Adam optimizers. Without an adversarial
+term no discriminator is built, trained or saved."""
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +17,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from data_loader.synthfaces.dataset import split_ranges, transfer_pairs
 from model import build_networks
-from model.boxes import COMPONENTS, boxes_at, component_box_mask, component_indices
 from model.checkpoint import pack_checkpoint
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
@@ -25,11 +25,8 @@ from utils.image_io import make_grid, save_image
 from .base_trainer import BaseTrainer, DistInfo
 from .config import TrainConfig
 from .data import AugmentedDataset, EpochBatchSampler, PlainDataset, epoch_loader, limit
-from .losses import PerceptualLoss, d_logistic_loss, g_nonsaturating_loss, r1_penalty
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, DDP) else m
+from .losses import d_logistic_loss, r1_penalty
+from .registry import loss_class, loss_type
 
 
 @torch.no_grad()
@@ -67,33 +64,6 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
         pt.lerp_(ps.detach(), 1.0 - decay)
 
 
-class SwapPairs:
-    """``loss.swap_weight``: per iteration, ``swap_pairs`` (target, reference) training faces of
-    SynthFaces and one of ``loss.swap_components`` each, drawn from (seed, iteration) alone (exact
-    resume); the rendered counterfactual is the target with those components' factors from the
-    reference."""
-
-    def __init__(self, cfg):
-        args = cfg.data_set.args
-        self.seed, self.size, self.n = int(args.seed), int(cfg.model_config().encoder.size), cfg.loss.swap_pairs
-        self.train_ids = split_ranges(args.num_train, args.num_val, args.num_test)["train"]
-        self.run_seed = int(cfg.seed)
-        self.choices = list(cfg.loss.swap_components)
-        self.take = torch.zeros(len(self.choices), len(COMPONENTS), dtype=torch.bool)  # [choices, 4]
-        for k, spec in enumerate(self.choices):
-            self.take[k, list(component_indices(spec))] = True
-
-    def batch(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(targets, references, truths) float32 [n, 3, S, S] and the swapped components bool [n, 4]."""
-        rng = np.random.default_rng([self.run_seed, 0x5A, iteration])
-        ids = rng.integers(0, len(self.train_ids), size=(2, self.n))
-        choice = rng.integers(0, len(self.choices), size=self.n)
-        tgt, ref, truth = transfer_pairs(self.seed, [self.train_ids[i] for i in ids[0]],
-                                         [self.train_ids[i] for i in ids[1]], [self.choices[c] for c in choice],
-                                         self.size)
-        return tgt, ref, truth, self.take[torch.from_numpy(choice)]
-
-
 class IAFacesTrainer(BaseTrainer):
     def __init__(self, cfg: TrainConfig, train_set, val_set, run_dir: Path, log_dir: Path,
                  device: torch.device, dist_info: Optional[DistInfo] = None, resume: Optional[dict] = None,
@@ -101,11 +71,18 @@ class IAFacesTrainer(BaseTrainer):
         dist_info = dist_info or DistInfo()
         super().__init__(cfg, run_dir, log_dir, device, dist_info, resume)
         self.model_config = cfg.model_config()
-        E, G, D = build_networks(self.model_config)
-        self.E, self.G, self.D = E.to(device), G.to(device), D.to(device)
+        E, G, D = build_networks(self.model_config)  # D is built either way: see below
+        if not cfg.loss.adversarial:
+            # No adversarial term: no discriminator to train or save. It was still built above, so
+            # that a seed draws the same random numbers (the EMA copies' noise buffers, the training
+            # noise) whether or not the loss is adversarial.
+            D = None
+        self.E, self.G = E.to(device), G.to(device)
+        self.D = D.to(device) if D is not None else None
+        self.networks = [m for m in (self.E, self.G, self.D) if m is not None]
         self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         if cfg.trainer.channels_last:
-            for m in (self.E, self.G, self.D):
+            for m in self.networks:
                 m.to(memory_format=torch.channels_last)
         # The EMA models are built separately, as the release: their own random init and their own
         # noise buffers (the ones saved in the checkpoint), then their parameters are set from E, G.
@@ -125,34 +102,29 @@ class IAFacesTrainer(BaseTrainer):
                        inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False})
             self.E_train = DDP(self.E, device_ids=ids, **no_sync)
             self.G_train = DDP(self.G, device_ids=ids, **no_sync)
-            self.D_train = DDP(self.D, device_ids=ids, **no_sync)
+            self.D_train = DDP(self.D, device_ids=ids, **no_sync) if self.D is not None else None
             # After the broadcast: every rank holds rank 0's networks, EMA copies included.
-            broadcast_states([self.E, self.G, self.D], buffers_only=True)
+            broadcast_states(self.networks, buffers_only=True)
             broadcast_states([self.e_ema, self.g_ema], buffers_only=False)
         else:
             self.E_train, self.G_train, self.D_train = self.E, self.G, self.D
         L, O = cfg.loss, cfg
-        ratio = L.d_reg_every / (L.d_reg_every + 1)
         self.opt_G = torch.optim.Adam(list(self.E.parameters()) + list(self.G.parameters()),
                                       lr=O.optimizer_G.lr, betas=(O.optimizer_G.beta1, 0.99))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=O.optimizer_D.lr * ratio,
-                                      betas=(O.optimizer_D.beta1 ** ratio, 0.99 ** ratio))
+        self.opt_D = None
+        if self.D is not None:
+            ratio = L.d_reg_every / (L.d_reg_every + 1)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=O.optimizer_D.lr * ratio,
+                                          betas=(O.optimizer_D.beta1 ** ratio, 0.99 ** ratio))
         self.schedulers = {}
         if cfg.trainer.lr_schedulers == "apply":
             for name, spec, opt in (("G", cfg.lr_scheduler_G, self.opt_G), ("D", cfg.lr_scheduler_D, self.opt_D)):
-                if spec is not None:
+                if spec is not None and opt is not None:
                     self.schedulers[name] = torch.optim.lr_scheduler.ExponentialLR(opt, **spec.args)
-        self.perceptual = (PerceptualLoss(L.lpips_backbone, L.lpips_vgg_weights).to(device)
-                           if L.p_loss_weight > 0 else None)
         self.ema_decay = 0.5 ** (32 / (cfg.trainer.ema_half_life_kimg * 1000))
         self.noise_mode = self.model_config.generator.train_noise
         self.amp = cfg.trainer.amp == "bf16"
-        self.box_mask = component_box_mask(self.model_config.encoder.size).to(device)  # [1, 1, S, S]
-        self.swap = SwapPairs(cfg) if L.swap_weight > 0 else None
-        size = self.model_config.encoder.size
-        self.comp_masks = torch.zeros(len(COMPONENTS), 1, size, size, device=device)  # one box each
-        for i, (x0, y0, x1, y1) in enumerate(boxes_at(size)):
-            self.comp_masks[i, :, y0:y1, x0:x1] = 1
+        self.loss = loss_class(loss_type(L))(L, self)
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
         from data_loader.masks import mask_settings
@@ -183,56 +155,30 @@ class IAFacesTrainer(BaseTrainer):
                             self.dist.world_size, start, dl.num_workers, self.device.type == "cuda")
 
     # -- one iteration ----------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self):
+        """bf16 autocast on the training device when ``trainer.amp`` is ``bf16``."""
         if self.amp:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self, batch) -> dict:
-        L = self.cfg.loss
         x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         mask = batch["mask"].to(self.device, non_blocking=True)
         logs = {}
-        use_gan = L.g_loss_weight > 0 and self.iteration >= L.gan_start
+        use_gan = self.loss.uses_discriminator(self.iteration)
         if use_gan:
             self._d_step(x, mask, logs)
-        # 3. G step (E and G together; D frozen and used without its DDP wrapper).
-        self.D.requires_grad_(False)
-        with self._autocast():
-            if self.swap is None:
-                fake = self.G_train(*self.E_train(x, mask), noise_mode=self.noise_mode).float()
-            else:
-                fake, swapped, truth, swap_take = self._swap_forward(x, mask)
-            adv = g_nonsaturating_loss(self.D(fake).float()) if use_gan else fake.new_zeros(())
-        l1 = (fake - x).abs().mean()
-        loss_g = L.l1_loss_weight * l1 + L.g_loss_weight * adv
-        logs["l1"], logs["g_adv"] = l1.item(), adv.item()
-        if L.box_l1_weight > 0:
-            box_l1 = ((fake - x).abs() * self.box_mask).sum() / (self.box_mask.sum() * x.shape[0] * x.shape[1])
-            loss_g = loss_g + L.box_l1_weight * box_l1
-            logs["box_l1"] = box_l1.item()
-        if self.swap is not None:
-            swap_err = (swapped - truth).abs()
-            swap_l1 = swap_err.mean()
-            loss_g = loss_g + L.swap_weight * swap_l1
-            logs["swap_l1"] = swap_l1.item()
-            if L.swap_box_weight > 0:
-                # [m, 1, S, S]: each pair's swapped boxes
-                m = (swap_take.to(self.comp_masks.dtype) @ self.comp_masks.flatten(1)).clamp(max=1)
-                m = m.view(-1, 1, *self.comp_masks.shape[-2:])
-                swap_box = (swap_err * m).sum() / (m.sum() * swap_err.shape[1])
-                loss_g = loss_g + L.swap_box_weight * swap_box
-                logs["swap_box_l1"] = swap_box.item()
-        if self.perceptual is not None:
-            p = self.perceptual(fake, x)
-            loss_g = loss_g + L.p_loss_weight * p
-            logs["lpips"] = p.item()
+        # G step (E and G together; D frozen and used without its DDP wrapper).
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        loss_g, g_logs = self.loss.generator_loss(x, mask, self.iteration)
+        logs.update(g_logs)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
-        self.D.requires_grad_(True)
+        if self.D is not None:
+            self.D.requires_grad_(True)
         logs["loss_g"] = loss_g.item()
-        # 4. EMA.
         ema_update(self.e_ema, self.E, self.ema_decay)
         ema_update(self.g_ema, self.G, self.ema_decay)
         if self._vis_batch is None:
@@ -240,26 +186,12 @@ class IAFacesTrainer(BaseTrainer):
             self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
         return logs
 
-    def _swap_forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One encoder and one generator pass over the batch and this iteration's swap pairs:
-        (reconstruction of x, decoded swapped targets, their rendered counterfactuals, the pairs'
-        swapped components bool [m, 4])."""
-        target, reference, truth, take = (t.to(self.device) for t in self.swap.batch(self.iteration))
-        n, m = x.shape[0], target.shape[0]
-        images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=self.memory_format)
-        masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
-        content, z = self.E_train(images, masks)
-        z_swap = torch.where(take[..., None], z[n + m:], z[n:n + m])  # take: [m, 4]
-        out = self.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([z[:n], z_swap]),
-                           noise_mode=self.noise_mode).float()
-        return out[:n], out[n:], truth, take
-
     def _d_step(self, x, mask, logs) -> None:
         L = self.cfg.loss
         # 1. D step (E, G frozen).
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.autocast():
             fake = self.G(*self.E(x, mask), noise_mode=self.noise_mode)
-        with self._autocast():
+        with self.autocast():
             pred = self.D_train(torch.cat([x, fake.to(x.dtype)])).float()
         real_pred, fake_pred = pred[: x.shape[0]], pred[x.shape[0]:]
         loss_d = d_logistic_loss(real_pred, fake_pred) * L.d_loss_weight
@@ -285,7 +217,10 @@ class IAFacesTrainer(BaseTrainer):
             sched.step()
 
     def learning_rates(self) -> dict:
-        return {"G": self.opt_G.param_groups[0]["lr"], "D": self.opt_D.param_groups[0]["lr"]}
+        rates = {"G": self.opt_G.param_groups[0]["lr"]}
+        if self.opt_D is not None:
+            rates["D"] = self.opt_D.param_groups[0]["lr"]
+        return rates
 
     # -- validation and pictures ------------------------------------------------------------
     @torch.no_grad()
@@ -301,10 +236,10 @@ class IAFacesTrainer(BaseTrainer):
         per = torch.zeros(n, dtype=torch.float64, device=self.device)
         for idx in batches[self.dist.rank::self.dist.world_size]:
             x = torch.stack([self.val_set[i]["image"] for i in idx]).to(self.device)
-            content, comps = self.e_ema(x)
+            content, components = self.e_ema(x)
             noise = (validation_noise(self.g_ema, idx, self.cfg.seed, self.device, x.dtype)
                      if self.val_noise == "random" else None)
-            y = self.g_ema(content, comps, noise_mode="const", noise=noise)
+            y = self.g_ema(content, components, noise_mode="const", noise=noise)
             per[idx] = (y.double() - x.double()).square().mean(dim=(1, 2, 3))
         if self.dist.enabled:
             dist.all_reduce(per)  # each entry is set on one rank only: exact
@@ -339,11 +274,12 @@ class IAFacesTrainer(BaseTrainer):
                                      "released checkpoint: state_dict_E")
             load_official_state_dict(self.G, payload.get("state_dict_G", payload["g_ema"]),
                                      "released checkpoint: state_dict_G")
-            if "state_dict_D" in payload:
+            if "state_dict_D" in payload and self.D is not None:
                 load_official_state_dict(self.D, payload["state_dict_D"], "released checkpoint: state_dict_D")
         except ConversionError as e:
             raise CheckpointError(str(e)) from None
-        missing = [k for k in ("state_dict_E", "state_dict_G", "state_dict_D") if k not in payload]
+        missing = [k for k in ("state_dict_E", "state_dict_G") + (("state_dict_D",) if self.D is not None else ())
+                   if k not in payload]
         if missing:
             self.logger.info(f"the released checkpoint has no {', '.join(missing)}: E/G start from the EMA weights, "
                              "D from a fresh initialisation")
@@ -357,6 +293,8 @@ class IAFacesTrainer(BaseTrainer):
             self.logger.info("fine-tuning a released checkpoint: its weights, fresh optimizers, counters at 0")
             return
         for key, opt, nets in (("optimizer_G", self.opt_G, [self.E, self.G]), ("optimizer_D", self.opt_D, [self.D])):
+            if opt is None:
+                continue
             state = payload.get(key)
             mapped = optimizer_state_from_release(state, nets) if isinstance(state, dict) else None
             if mapped is None:
@@ -379,17 +317,23 @@ class IAFacesTrainer(BaseTrainer):
     def state_dict(self) -> dict:
         return pack_checkpoint(
             self.model_config, self.cfg.to_dict(), self.e_ema, self.g_ema, self.D, self.E, self.G,
-            optimizer_G=self.opt_G.state_dict(), optimizer_D=self.opt_D.state_dict(),
+            optimizer_G=self.opt_G.state_dict(),
+            **({"optimizer_D": self.opt_D.state_dict()} if self.opt_D is not None else {}),
             schedulers={k: s.state_dict() for k, s in self.schedulers.items()}, avg_mse=self.monitor_best)
 
     def load_state_dict(self, state: dict) -> None:
         self.E.load_state_dict(state["encoder"])
         self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
         self.e_ema.load_state_dict(state["e_ema"])
         self.g_ema.load_state_dict(state["g_ema"])
         self.opt_G.load_state_dict(state["optimizer_G"])
-        self.opt_D.load_state_dict(state["optimizer_D"])
+        if self.D is not None:
+            if "discriminator" in state and "optimizer_D" in state:
+                self.D.load_state_dict(state["discriminator"])
+                self.opt_D.load_state_dict(state["optimizer_D"])
+            else:
+                self.logger.info("the checkpoint holds no discriminator (it was trained without the adversarial "
+                                 "loss): the discriminator starts fresh")
         for k, s in self.schedulers.items():
             if k in state.get("schedulers", {}):
                 s.load_state_dict(state["schedulers"][k])

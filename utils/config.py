@@ -8,6 +8,7 @@ blocks) are left to the caller.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from utils.errors import ConfigError
@@ -100,3 +101,63 @@ def build(cls, data: Any, where: str, aliases: Optional[Mapping[str, str]] = Non
     for name, value in kwargs.items():
         check_value(fields[name].type, value, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def check_range(where: str, value, lo=None, hi=None, lo_open: bool = False, optional: bool = False) -> None:
+    """ConfigError naming ``where`` and the allowed range unless ``value`` is a finite number in
+    it (``lo_open``: ``> lo`` instead of ``>= lo``; ``optional``: null allowed)."""
+    if value is None and optional:
+        return
+    parts = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
+    rng = " and ".join(p for p in parts if p) or "finite"
+    kind = "an integer" if isinstance(value, int) and not isinstance(value, float) else "a number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
+    if not ok:
+        raise ConfigError(f"{where} must be {kind} {rng}{' or null' if optional else ''}, got {value!r}")
+
+
+MAX_BASE_DEPTH = 8
+
+
+def merge_config(base: Mapping, override: Mapping) -> dict:
+    """``override`` laid over ``base``: objects merge key by key, ``null`` removes the key (the field
+    then takes its default), any other value replaces. A block whose ``"type"`` differs from the
+    base block's replaces it whole (its ``args`` belong to another class)."""
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if value is None:
+            out.pop(key, None)
+        elif (isinstance(value, Mapping) and isinstance(old, Mapping)
+                and not ("type" in value and value.get("type") != old.get("type"))):
+            out[key] = merge_config(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_base(data: Mapping, folder, read: Callable[[Any], Any], chain: tuple = ()) -> dict:
+    """A JSON config with its ``"base"`` resolved: ``base`` names a parent config file (relative to
+    ``folder``, the folder of the file that names it), whose resolved content this config's keys
+    override (:func:`merge_config`). ``read(path)`` loads one file. Chains are followed up to
+    :data:`MAX_BASE_DEPTH` files; a cycle is an error."""
+    from pathlib import Path
+
+    if not isinstance(data, Mapping) or "base" not in data:
+        return dict(data) if isinstance(data, Mapping) else data
+    data = dict(data)
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base must be the path of a parent config file, got {base!r}")
+    path = (Path(folder) / base).resolve()
+    if path in chain:
+        raise ConfigError(f"base: {path} is its own ancestor ({' -> '.join(str(p) for p in chain + (path,))})")
+    if len(chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"base: more than {MAX_BASE_DEPTH} configs in the chain ending at {path}")
+    if not path.is_file():
+        raise ConfigError(f"base: parent config not found: {path}")
+    parent = resolve_base(read(path), path.parent, read, chain + (path,))
+    if not isinstance(parent, Mapping):
+        raise ConfigError(f"base: {path} is not a JSON object")
+    return merge_config(parent, data)

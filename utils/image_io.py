@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import IO, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from utils.errors import ImageError
@@ -82,29 +83,101 @@ def to_rgb(im: Image.Image, path: PathLike = "image") -> Image.Image:
                          "convert it to RGB") from None
 
 
-def open_rgb(path: PathLike) -> Image.Image:
-    """Open an image file as 8-bit RGB, as a viewer shows it (:func:`to_rgb`). Raises ImageError
-    naming the file: missing, not an image, corrupt, or larger than :func:`max_image_pixels`
-    (checked from the header, before decoding)."""
-    path = Path(path)
+class ImageNotFoundError(ImageError):
+    """An image file that does not exist (``path``)."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class ImageUnreadableError(ImageError):
+    """An image that cannot be decoded: ``path``; ``reason`` the decoder's exception class;
+    ``header_read`` True when its header was understood and its pixel data was not."""
+
+    def __init__(self, message: str, path: PathLike, reason: str, header_read: bool):
+        super().__init__(message)
+        self.path, self.reason, self.header_read = path, reason, header_read
+
+
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than the reader's limit: ``path``, ``size`` (W, H) from its
+    header, ``limit``."""
+
+    def __init__(self, message: str, path: PathLike, size: tuple[int, int], limit: int):
+        super().__init__(message)
+        self.path, self.size, self.limit = path, size, limit
+
+
+def _read_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
+    """The image in ``fp`` with only its header parsed, found as ``Image.open`` finds it (the first
+    registered format that accepts the file's first bytes and parses its header) but without PIL's
+    decompression-bomb check: the caller compares the size with its own limit. PIL's check reads
+    the process-wide ``Image.MAX_IMAGE_PIXELS``, which a reader with another limit would otherwise
+    have to change while other threads read images."""
+    prefix = fp.read(16)
+    tried: set[str] = set()
+    for load_plugins in (Image.preinit, Image.init):  # the common formats first, then every one
+        load_plugins()
+        for fmt in [f for f in Image.ID if f not in tried]:
+            tried.add(fmt)
+            factory, accept = Image.OPEN[fmt]
+            ok = accept(prefix) if accept else True
+            if not ok or isinstance(ok, str):  # a str: the format is recognised but cannot be read
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, filename)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
+
+
+def open_rgb(source: Union[PathLike, Image.Image], max_pixels: Optional[int] = None,
+             name: str = "image") -> Image.Image:
+    """The project's image opener: an image file (or a PIL image) as 8-bit RGB, as a viewer shows
+    it (:func:`to_rgb`: EXIF orientation, alpha over white, 16/32-bit and float grayscale over
+    their real range, palette). Raises ImageError kinds naming the file: missing
+    (:class:`ImageNotFoundError`), not an image or corrupt (:class:`ImageUnreadableError`), more
+    than ``max_pixels`` pixels (:class:`ImageTooLargeError`, checked from the header, before
+    decoding; default :func:`max_image_pixels`, PIL's limit). PIL's ``Image.MAX_IMAGE_PIXELS`` is
+    only read, never changed, so threads may read images with different limits at once. ``name``
+    names a PIL image in messages."""
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    if isinstance(source, Image.Image):
+        return _decode(source, name, limit)
+    path = Path(source)
     if not path.is_file():
-        raise ImageError(f"image not found: {path}")
-    limit = max_image_pixels()
+        raise ImageNotFoundError(f"image not found: {path}", path)
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if limit is not None and w * h > limit:
-                raise Image.DecompressionBombError(f"{w}x{h} px")
-            im.load()
-            return to_rgb(im, path)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"cannot read image {path}: too large ({str(e).split(',')[0]}); images above {limit} px "
-                         "are refused as possible decompression bombs; resize it first") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"cannot read image {path}: not an image or corrupt ({e.__class__.__name__}); "
-                         "replace or remove the file") from None
+        with open(path, "rb") as fp:
+            try:
+                im = _read_header(fp, str(path))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                raise ImageUnreadableError(_unreadable(path, e), path, e.__class__.__name__, False) from None
+            return _decode(im, path, limit)  # inside the with: some formats read the file lazily
+    except OSError as e:  # the file cannot be opened (permissions, a vanished file)
+        raise ImageUnreadableError(_unreadable(path, e), path, e.__class__.__name__, False) from None
+
+
+def _unreadable(path: PathLike, e: BaseException) -> str:
+    return f"cannot read image {path}: not an image or corrupt ({e.__class__.__name__}); replace or remove the file"
+
+
+def _decode(im: Image.Image, path: PathLike, limit: Optional[int]) -> Image.Image:
+    """Check ``im``'s header size against ``limit``, decode it and convert it with :func:`to_rgb`."""
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        raise ImageTooLargeError(f"cannot read image {path}: too large ({w}x{h} px); images above {limit} px are "
+                                 "refused as possible decompression bombs; resize it first", path, (w, h), limit)
+    try:
+        im.load()
+    except Image.DecompressionBombError:  # formats whose frames or tiles PIL checks while decoding
+        raise ImageError(f"cannot read image {path}: a frame or tile is above PIL's limit of "
+                         f"{Image.MAX_IMAGE_PIXELS} px (a possible decompression bomb); resize it first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageUnreadableError(_unreadable(path, e), path, e.__class__.__name__, True) from None
+    return to_rgb(im, path)
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:

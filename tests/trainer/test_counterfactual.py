@@ -1,0 +1,147 @@
+"""The project's counterfactual loss (trainer/counterfactual.py): the adversarial term from
+gan_start, L1 inside the boxes, and swapped embeddings supervised by SynthFaces' rendered
+counterfactuals (pairs, box loss, both eyes at once)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import ConfigError
+from tests.helpers import tiny_config, tiny_trainer
+from trainer.config import parse_config
+
+#: The box encoder of these tests: boxes filled with their ring colour, embeddings from 8-px crops.
+BOX_ENCODER = {"type": "BoxEncoder", "args": {"crop_size": 8, "content_input": "fill_components",
+                                              "component_input": "crops"}}
+
+
+def counterfactual(**args) -> dict:
+    """The tiny config with the counterfactual loss (without LPIPS), its ``args`` given."""
+    cfg = tiny_config()
+    cfg["loss"] = {"type": "CounterfactualLoss", "args": {"p_loss_weight": 0, **args}}
+    return cfg
+
+
+def swapping(**args) -> dict:
+    """The tiny config with the box encoder and swap pairs (no adversarial term)."""
+    cfg = counterfactual(g_loss_weight=0, swap_weight=1.0, **args)
+    cfg["encoder"]["type"] = "BoxEncoder"
+    cfg["encoder"]["args"].update(BOX_ENCODER["args"])
+    return cfg
+
+
+def test_gan_start_skips_the_discriminator_until_then(tmp_path):
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, counterfactual(g_loss_weight=0.1, d_reg_every=2, r1=1, gan_start=2))
+    assert [tr.loss.uses_discriminator(i) for i in range(4)] == [False, False, True, True]
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    d0 = [p.detach().clone() for p in tr.D.parameters()]
+    for it in range(2):
+        tr.iteration = it
+        logs = tr.train_step(batch)
+        assert "loss_d" not in logs and logs["g_adv"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+    tr.iteration = 2
+    logs = tr.train_step(batch)
+    assert "loss_d" in logs and logs["g_adv"] != 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+
+def test_box_l1_weight_adds_the_in_box_error(tmp_path):
+    from model.boxes import boxes_at, component_box_mask
+
+    m = component_box_mask(32)
+    assert m.shape == (1, 1, 32, 32) and m.sum() > 0
+    x0, y0, x1, y1 = boxes_at(32)[3]
+    assert m[0, 0, y0:y1, x0:x1].min() == 1 and m[0, 0, 0, 0] == 0
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, counterfactual(g_loss_weight=0.0, box_l1_weight=2.0))
+    assert tr.D is None and tr.loss.swap is None and torch.equal(tr.loss.box_mask, m)
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 0
+    logs = tr.train_step(batch)
+    assert logs["box_l1"] > 0 and logs["loss_g"] == pytest.approx(logs["l1"] + 2.0 * logs["box_l1"], rel=1e-5)
+    with pytest.raises(ConfigError, match="box_l1_weight"):
+        parse_config(counterfactual(box_l1_weight=-1))
+
+def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactual(tmp_path):
+    """loss.swap_weight: the pairs of an iteration depend on (seed, iteration) only; each truth is
+    the target with one component's factors from the reference (it differs from the target only
+    around that component); the step logs the swap loss and reaches the encoder through the
+    reference's embedding too."""
+    from data_loader.synthfaces.dataset import transfer_pairs
+    from model.boxes import COMPONENTS, boxes_at
+
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, swapping(swap_pairs=3))
+    assert type(tr.E).__name__ == "BoxEncoder"
+    a, b = tr.loss.swap.batch(7), tr.loss.swap.batch(7)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], tr.loss.swap.batch(8)[0])
+    target, reference, truth, take = a
+    assert target.shape == truth.shape == (3, 3, 32, 32) and take.shape == (3, 4) and (take.sum(1) == 1).all()
+    for k in range(3):
+        comp = int(take[k].nonzero())
+        x0, y0, x1, y1 = boxes_at(32)[comp]
+        changed = (target[k] - truth[k]).abs().sum(0) > 0
+        outside = changed.clone()
+        outside[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = False
+        assert not outside.any(), COMPONENTS[comp]
+    t2, r2, g2 = transfer_pairs(1, [0], [1], ["mouth"], 32)
+    assert not torch.equal(t2, g2) and not torch.equal(r2, g2)
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 7
+    logs = tr.train_step(batch)
+    assert logs["swap_l1"] > 0 and math.isfinite(logs["loss_g"])
+    assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"], rel=1e-5)
+
+def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
+    """loss.swap_box_weight: the mean L1 over each pair's swapped box only; needs the swap pairs."""
+    from model.boxes import boxes_at
+
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, swapping(swap_pairs=3, swap_box_weight=2.0))
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 5
+    with torch.no_grad():
+        _, swapped, truth, _ = tr.loss.swap_forward(batch["image"], batch["mask"], 5)
+    take = tr.loss.swap.batch(5)[3]
+    err, area = 0.0, 0
+    for k in range(3):
+        x0, y0, x1, y1 = boxes_at(32)[int(take[k].nonzero())]
+        err += float((swapped[k, :, y0:y1, x0:x1] - truth[k, :, y0:y1, x0:x1]).abs().sum())
+        area += 3 * (x1 - x0) * (y1 - y0)
+    logs = tr.train_step(batch)
+    assert logs["swap_box_l1"] == pytest.approx(err / area, rel=1e-4)
+    assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"] + 2.0 * logs["swap_box_l1"], rel=1e-5)
+    with pytest.raises(ConfigError, match="swap_box_weight needs the swap pairs"):
+        parse_config(counterfactual(swap_box_weight=1.0))
+
+def test_swap_components_can_swap_both_eyes_at_once(tmp_path):
+    """loss.swap_components: a pair drawn as ``eyes`` swaps both eye embeddings; its truth has both
+    eyes from the reference, its box loss covers both eye boxes; bad selections are refused with
+    the valid names."""
+    from data_loader import synthfaces as sf
+    from data_loader.synthfaces.dataset import render_batch
+    from model.boxes import boxes_at
+
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, swapping(swap_pairs=2, swap_box_weight=1.0, swap_components=["eyes"]))
+    target, reference, truth, take = tr.loss.swap.batch(3)
+    assert take.tolist() == [[True, True, False, False]] * 2
+    rng = np.random.default_rng([int(tr.cfg.seed), 0x5A, 3])
+    ids = rng.integers(0, len(tr.loss.swap.train_ids), size=(2, 2))
+    faces = [sf.sample_factors(tr.loss.swap.seed, int(tr.loss.swap.train_ids[i])) for i in ids[0]]
+    refs = [sf.sample_factors(tr.loss.swap.seed, int(tr.loss.swap.train_ids[i])) for i in ids[1]]
+    torch.testing.assert_close(truth, render_batch([sf.transfer(f, r, "eyes") for f, r in zip(faces, refs)], 32))
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    tr.iteration = 3
+    with torch.no_grad():
+        _, swapped, truth2, _ = tr.loss.swap_forward(batch["image"], batch["mask"], 3)
+    boxes = torch.zeros(32, 32)
+    for x0, y0, x1, y1 in boxes_at(32)[:2]:
+        boxes[y0:y1, x0:x1] = 1
+    expected = float(((swapped - truth2).abs() * boxes).sum() / (boxes.sum() * 3 * 2))
+    assert tr.train_step(batch)["swap_box_l1"] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ConfigError, match="unknown component 'ear'.*l_eye"):
+        parse_config(swapping(swap_components=["eyes", "ear"]))
