@@ -164,7 +164,11 @@ def main(argv=None) -> int:
     name = args.attr.lower() if preset else boundary.attribute
     task = f"attr_{name}" + (f"_{component_label(args.component)}" if args.component else "")
     out = output_dir(args, task, paths)
-    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    def out_name(path: Path, s: float) -> str:
+        return f"{path.stem}_{strength_tag(s)}.png" if sweep else f"{path.stem}.png"
+
+    inputs = Inputs(editor, args, out, photos=paths, outputs=[out_name(p, s) for p in paths for s in strengths])
+    grid = GridWriter(out, args.grid)
     count = 0
     with progress(len(paths), f"attribute {name}") as bar:
         for items, x in inputs.batches(paths, editor.batch_size):
@@ -173,8 +177,7 @@ def main(argv=None) -> int:
             recon = editor.decode(content, components) if args.grid else None
             for j, it in enumerate(items):
                 for s, e in zip(strengths, edits):
-                    inputs.save(it, e[j], out / (f"{it.path.stem}_{strength_tag(s)}.png" if sweep else
-                                                 f"{it.path.stem}.png"))
+                    inputs.save(it, e[j], out / out_name(it.path, s))
                 if args.grid:
                     grid.add([x[j], recon[j]] + [e[j] for e in edits])
             count += len(items) * len(strengths)

@@ -96,7 +96,12 @@ def main(argv=None) -> int:
     output_dir(args, "component_transfer", targets + references, create=False)
     editor = open_editor(args)
     out = output_dir(args, "component_transfer", targets + references)
-    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    def out_name(position: int, label: str) -> str:
+        return f"{names[position]}.png" if len(specs) == 1 else f"{names[position]}_{label}.png"
+
+    inputs = Inputs(editor, args, out, photos=targets + references,
+                    outputs=[out_name(k, label) for k in range(len(targets)) for label in labels])
+    grid = GridWriter(out, args.grid)
     ref_crops: dict[int, object] = {}  # input number -> reference crop [3, S, S] (None: it failed)
     if single_ref:
         ref_crops[0] = inputs.crop(references[0], strict=True)
@@ -122,9 +127,8 @@ def main(argv=None) -> int:
             edits = [editor.decode(content, Editor.transfer(components, ref_components, s)) for s in specs]
             recon = editor.decode(content, components) if args.grid else None
             for j, it in enumerate(items):
-                name = names[it.position]
                 for label, e in zip(labels, edits):
-                    inputs.save(it, e[j], out / (f"{name}.png" if len(specs) == 1 else f"{name}_{label}.png"))
+                    inputs.save(it, e[j], out / out_name(it.position, label))
                 if args.grid:
                     grid.add([x[j], r_img[j], recon[j]] + [e[j] for e in edits])
             count += len(items) * len(specs)

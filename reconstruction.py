@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from editing.cli import GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs, \
-    open_editor, output_dir
+from editing.cli import GridWriter, Inputs, NamePlan, add_common_args, check_align_args, check_unique_stems, \
+    collect_inputs, open_editor, output_dir, photo_name_candidates
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.image_io import save_image
 
@@ -39,7 +39,10 @@ def main(argv=None) -> int:
     output_dir(args, "reconstruction", paths, create=False)  # bad --out fails before the model loads
     editor = open_editor(args)
     out = output_dir(args, "reconstruction", paths)
-    inputs, grid = Inputs(editor, args, out), GridWriter(out, args.grid)
+    inputs = Inputs(editor, args, out, photos=paths, outputs=[f"{p.stem}.png" for p in paths])
+    grid = GridWriter(out, args.grid)
+    # With --all_faces, real/<stem>_face<k>.png of one photo must not meet real/<stem>.png of another.
+    real_names = NamePlan()
     count = 0
     with progress(len(paths), "reconstruction") as bar:
         for items, x in inputs.batches(paths, editor.batch_size):
@@ -48,11 +51,15 @@ def main(argv=None) -> int:
                 inputs.save(it, yi, out / f"{it.path.stem}.png")
                 if args.save_real:
                     tag = it.photo.tag(it.face) if it.photo is not None else ""
-                    save_image(xi, out / "real" / f"{it.path.stem}{tag}.png")
+                    base = real_names.claim(it.position, ".png", photo_name_candidates(it.path), str(it.path))
+                    save_image(xi, out / "real" / f"{base}{tag}.png")
                 grid.add([xi, yi])
             count += len(items)
             bar.update(len({it.position for it in items}))
     grid.flush()
+    line = real_names.notice("photos share file names, so their real/ crops are named apart")
+    if line:
+        print(line, file=sys.stderr)
     print(inputs.summary(f"{count} reconstruction(s)", len(paths)), file=sys.stderr)
     return inputs.status
 

@@ -2,6 +2,7 @@
 
     python train.py -c configs/synthfaces.json
     python train.py -r saved/models/<exp_id>/<run>/latest.pth          # exact resume (in place)
+    python train.py -r saved/models/<exp_id>/<run>/checkpoint-epoch20.pth --fork   # go on from an older one
     python train.py -r iafaces-celebahq.pth --epochs 220                 # continue a released checkpoint
     python train.py -r iafaces-celebahq.pth --finetune -c my_config.json # fine-tune a released checkpoint
     torchrun --nproc_per_node 4 train.py -c configs/iafaces-celebahq-256.json
@@ -12,9 +13,13 @@ torchrun it uses the processes torchrun started. Batch size is per process.
 Everything is written under the save dir (``--save_dir`` or the config's ``trainer.save_dir``):
 ``models/<exp_id>/<run_id>/`` and ``log/<exp_id>/<run_id>/``, with exp id and run id plain folder
 names. A resume continues in place when the checkpoint lies in the run folder that the save dir,
-its exp id and its run id name; any other copy starts a new run folder. A new run refuses a run
+its exp id and its run id name; any other copy starts a new run folder. A resume never moves a run
+backwards: a checkpoint older than the run folder's newest (by stored iteration) continues only
+with ``--fork`` (into a new run folder, the run untouched) or ``--overwrite`` (rolled back in
+place; the newer checkpoints stay as ``<name>.rolled-back-it<N>.pth``). A new run refuses a run
 folder that holds checkpoints (``--overwrite`` replaces them, ``-r`` continues them), and a lock
-file keeps a second process out of a run folder while one trains.
+file keeps a second process out of a run folder while one trains. A run that fails before
+training starts leaves no folder behind that it created.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import torch.distributed as dist
 from data_loader.registry import build_dataset
 from model.checkpoint import (check_model_sizes, check_project_payload, read_checkpoint, remove_stale_temporaries,
                               stored_model_config)
-from trainer.base_trainer import DistInfo
+from trainer.base_trainer import DistInfo, run_checkpoints
 from trainer.config import TrainConfig, check_plain_name, load_config, parse_config
 from trainer.iafaces_trainer import IAFacesTrainer
 from utils.cli import ArgumentParser, main_guard
@@ -56,7 +61,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--run_id", help="run folder name, a plain name (default: start time MMDD_HHMMSS, with _2, _3, "
                    "... when taken)")
     p.add_argument("--overwrite", action="store_true", help="start a new run in a run folder that already holds "
-                   "checkpoints, deleting them (default: refused; -r continues a run)")
+                   "checkpoints, deleting them (default: refused; -r continues a run); with -r CHECKPOINT older than "
+                   "its run's newest: roll the run back to it in place, keeping the newer checkpoints as "
+                   "<name>.rolled-back-it<N>.pth")
+    p.add_argument("--fork", action="store_true", help="with -r: continue the checkpoint in a new run folder (a new "
+                   "run id), leaving its run as it is (needed for a checkpoint older than its run's newest, unless "
+                   "--overwrite)")
     return p
 
 
@@ -66,6 +76,10 @@ def resolve_config(args) -> tuple[TrainConfig, Optional[dict], str]:
     from trainer.released import config_from_release
 
     payload, source = None, ""
+    if getattr(args, "fork", False) and not args.resume:
+        raise UserError("--fork goes with -r CHECKPOINT (it continues the checkpoint in a new run folder)")
+    if getattr(args, "fork", False) and args.overwrite:
+        raise UserError("give --fork (a new run folder) or --overwrite (roll the run back in place), not both")
     if args.resume:
         payload, source = read_checkpoint(args.resume)
         if source == "project" and "optimizer_G" not in payload:
@@ -184,7 +198,7 @@ def plan_run(args, cfg: TrainConfig, payload: Optional[dict], source: str) -> tu
     check_plain_name(cfg.exp_id, "exp_id")
     if args.run_id is not None:
         check_plain_name(args.run_id, "--run_id")
-    if source == "project":
+    if source == "project" and not getattr(args, "fork", False):
         stored = stored_run_id(payload, args.resume)
         if stored is not None and args.run_id in (None, stored):
             here = run_dirs(cfg, stored)[0]
@@ -232,19 +246,75 @@ def run_lock(run_dir: Path):
         fh.close()
 
 
-def prepare_run_dir(run_dir: Path, in_place: bool, overwrite: bool) -> None:
-    """With the run folder locked: remove temporary files of interrupted checkpoint writes, and
-    refuse (or with ``overwrite`` delete) the checkpoints of an earlier run in a new run's folder."""
+def rolled_back_name(path: Path, iteration: int) -> Path:
+    """Where rolling a run back keeps ``path`` (a checkpoint at ``iteration``):
+    ``<stem>.rolled-back-it<N>.pth``, with ``_2``, ``_3``, ... when taken (never overwritten)."""
+    for k in range(1, 10000):
+        name = f"{path.stem}.rolled-back-it{iteration}{'' if k == 1 else f'_{k}'}.pth"
+        if not (path.parent / name).exists():
+            return path.parent / name
+    raise UserError(f"no free name to keep {path} under; move the *.rolled-back-it*.pth files away")
+
+
+def prepare_run_dir(run_dir: Path, in_place: bool, overwrite: bool, resumed: Optional[tuple[Path, int]] = None
+                    ) -> None:
+    """With the run folder locked: remove temporary files of interrupted checkpoint writes; in a
+    new run's folder refuse (or with ``overwrite`` delete) the checkpoints of an earlier run; when
+    continuing in place from ``resumed`` (path, iteration), refuse to move the run backwards unless
+    ``overwrite``, which keeps every newer checkpoint under :func:`rolled_back_name`."""
     for p in remove_stale_temporaries(run_dir):
         print(f"notice: removed {p}, left by an interrupted checkpoint write", file=sys.stderr)
     if in_place:
+        if resumed is None:
+            return
+        path, iteration = Path(resumed[0]).resolve(), resumed[1]
+        newer = [(it, p) for it, p in run_checkpoints(run_dir) if it > iteration and p.resolve() != path]
+        if newer and not overwrite:
+            it, newest = newer[0]
+            raise UserError(f"{resumed[0]} is at iteration {iteration}, but its run folder holds a newer checkpoint, "
+                            f"{newest} (iteration {it}); continue the run with -r {newest}, or go on from this one "
+                            "with --fork (a new run folder; this run stays as it is) or --overwrite (roll the run "
+                            "back; the newer checkpoints are kept as <name>.rolled-back-it<N>.pth)")
+        for it, p in newer:
+            kept = rolled_back_name(p, it)
+            os.rename(p, kept)
+            print(f"notice: rolled the run back to iteration {iteration}: {p.name} (iteration {it}) is kept as "
+                  f"{kept.name}", file=sys.stderr)
         return
     old = sorted(p for p in run_dir.glob("*.pth") if p.is_file())
     if old and not overwrite:
-        raise UserError(f"the run folder {run_dir} already holds checkpoints ({old[0].name}, ...); continue it with "
-                        f"-r {old[0]}, replace it with --overwrite, or choose another --run_id")
+        found = run_checkpoints(run_dir)
+        newest = found[0][1] if found else old[0]
+        raise UserError(f"the run folder {run_dir} already holds checkpoints ({newest.name}"
+                        f"{', ...' if len(old) > 1 else ''}); continue it with -r {newest}, replace it with "
+                        "--overwrite, or choose another --run_id")
     for p in old:
         p.unlink()
+
+
+def _start_folders(cfg: TrainConfig) -> list[Path]:
+    """The folders above every run folder of ``cfg``: the save dir, models/ and log/ and their exp id folders."""
+    root = Path(cfg.trainer.save_dir)
+    return [root / "models" / cfg.exp_id, root / "models", root / "log" / cfg.exp_id, root / "log", root]
+
+
+def remove_unused_folders(created: list[Path], log_dir: Path) -> None:
+    """After a run failed before training started (its log folder is absent or empty): remove the
+    folders in ``created`` (deepest first) that hold nothing but the run's ``.lock``."""
+    try:
+        if log_dir.is_dir() and any(log_dir.iterdir()):
+            return  # training started: what it wrote stays
+    except OSError:
+        return
+    for folder in created:
+        try:
+            entries = list(folder.iterdir())
+            if all(e.name == ".lock" and e.is_file() and not e.is_symlink() for e in entries):
+                for e in entries:
+                    e.unlink()
+                folder.rmdir()
+        except OSError:  # gone, not empty, or taken by another process meanwhile: leave it
+            pass
 
 
 def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Optional[dict], run_id: str,
@@ -276,6 +346,8 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
     trainer = IAFacesTrainer(cfg, train_set, val_set, run_dir, log_dir, device, info,
                              resume=None if official else payload, released=payload if official else None,
                              finetune=args.finetune)
+    if args.resume:
+        trainer.resumed_from = Path(args.resume)
     try:
         result = trainer.train()
     finally:
@@ -306,11 +378,20 @@ def main(argv=None) -> int:
         worker(int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]), args, cfg, payload, run_id,
                device.type, launched=True, source=source)
         return 0
+    above = [p for p in _start_folders(cfg) if not p.exists()]
     run_id, in_place = plan_run(args, cfg, payload, source)
-    run_dir = run_dirs(cfg, run_id)[0]
+    run_dir, log_dir = run_dirs(cfg, run_id)
+    reserved = not in_place and args.run_id is None  # plan_run made the run folder
+    created = [p for p in (run_dir, log_dir) if reserved and p == run_dir or not p.exists()]
+    created = sorted(created + above, key=lambda p: -len(p.parts))
+    resumed = (Path(args.resume), int(payload["iteration"])) if in_place else None
     with run_lock(run_dir):
-        prepare_run_dir(run_dir, in_place, args.overwrite)
-        return _dispatch(args, cfg, payload, run_id, device, source, launched)
+        try:
+            prepare_run_dir(run_dir, in_place, args.overwrite, resumed)
+            return _dispatch(args, cfg, payload, run_id, device, source, launched)
+        except BaseException:
+            remove_unused_folders(created, log_dir)
+            raise
 
 
 def _dispatch(args, cfg, payload, run_id, device, source, launched) -> int:

@@ -10,17 +10,28 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
-from utils.config import build, check_types, reject_unknown
+from utils.config import build, check_range, check_types, reject_unknown, shown
 from utils.errors import ConfigError
 
 from .image_datasets import OVERLAP_MODES, SPLITS, CelebAHQDataset, FFHQDataset, ImageFolderDataset, parse_image_size
+
+
+#: Bounds checked before anything is allocated: the image size a data set yields (the models
+#: reach 1024 px) and the number of SynthFaces faces per split (an epoch's order is a permutation
+#: of the training faces).
+MAX_IMAGE_SIZE = 4096
+MAX_SYNTHFACES = 1_000_000
+
+
+def _check_image_size(value) -> None:
+    check_range("data_set.args.image_size", parse_image_size(value), 1, MAX_IMAGE_SIZE)
 
 
 def _check_resize(value: str) -> None:
     from utils.image_io import RESIZE_METHODS
     if value not in RESIZE_METHODS:
         raise ConfigError(f"data_set.args.resize must be one of {', '.join(RESIZE_METHODS)} (opencv: OpenCV "
-                          f"INTER_LINEAR as the release; antialias: PIL bicubic with antialiasing), got {value!r}")
+                          f"INTER_LINEAR as the release; antialias: PIL bicubic with antialiasing), got {shown(value)}")
 
 
 @dataclass
@@ -37,13 +48,13 @@ class CelebAHQArgs:
 
     def __post_init__(self):
         check_types(self, "data_set.args")
-        parse_image_size(self.image_size)
+        _check_image_size(self.image_size)
         _check_resize(self.resize)
         if self.num_samples < -1:
             raise ConfigError(f"data_set.args.num_samples must be an integer >= -1 (-1: all), got {self.num_samples}")
         if self.train_overlap not in OVERLAP_MODES:
             raise ConfigError(f"data_set.args.train_overlap must be one of {', '.join(OVERLAP_MODES)}, "
-                              f"got {self.train_overlap!r}")
+                              f"got {shown(self.train_overlap)}")
 
 
 @dataclass
@@ -62,10 +73,10 @@ class ImageFolderArgs:
 
     def __post_init__(self):
         check_types(self, "data_set.args")
-        parse_image_size(self.image_size)
+        _check_image_size(self.image_size)
         _check_resize(self.resize)
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"data_set.args.val_fraction must be in [0, 1), got {self.val_fraction!r}")
+            raise ConfigError(f"data_set.args.val_fraction must be in [0, 1), got {shown(self.val_fraction)}")
 
 
 @dataclass
@@ -83,10 +94,10 @@ class SynthFacesArgs:
         from data_loader.synthfaces.render import MAX_SIZE, MIN_SIZE
         if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
             raise ConfigError(f"data_set.args.size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {self.size}")
-        for name in ("seed", "num_train", "num_val", "num_test"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ConfigError(f"data_set.args.{name} must be an integer >= 0, got {v}")
+        if self.seed is not None and self.seed < 0:
+            raise ConfigError(f"data_set.args.seed must be an integer >= 0, got {self.seed}")
+        for name in ("num_train", "num_val", "num_test"):
+            check_range(f"data_set.args.{name}", getattr(self, name), 0, MAX_SYNTHFACES, optional=True)
 
 
 def _build_celebahq(args: CelebAHQArgs, split: str):
@@ -147,7 +158,7 @@ def parse_dataset_spec(spec: Mapping[str, Any]) -> DatasetSpec:
         raise ConfigError(f"data_set.type is missing; valid types: {', '.join(DATASETS)}")
     kind = spec["type"]
     if not isinstance(kind, str) or kind not in DATASETS:
-        raise ConfigError(f"unknown data_set.type {kind!r}; valid types: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown data_set.type {shown(kind)}; valid types: {', '.join(DATASETS)}")
     args = spec.get("args") or {}
     return DatasetSpec(kind, build(DATASETS[kind][0], args, f"data_set.args (type {kind})"), dict(args))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -171,7 +172,8 @@ def add_align_args(p: argparse.ArgumentParser) -> None:
                         "models, ffhq for FFHQ and SynthFaces models)")
     g.add_argument("--save_aligned", action="store_true",
                    help="with --align: also write <stem>_aligned.png (the aligned crop) and "
-                        "<output>_aligned_edit.png (its edit)")
+                        "<output>_aligned_edit.png (its edit); photos that share a file name get their folder's "
+                        "name (or a number) in front, said in one notice line, so no file is written twice")
     g.add_argument("--all_faces", action="store_true", help="with --align: edit every face (default: the largest)")
     g.add_argument("--detector", choices=DETECTORS, default="hog",
                    help="with --align: dlib face detector, hog (default, fast) or cnn (slower, more robust)")
@@ -186,6 +188,123 @@ def check_align_args(args: argparse.Namespace) -> None:
             raise UserError(f"{given[0]} needs --align")
 
 
+FACE_TAG = re.compile(r"_face\d+\Z")
+
+
+def _untag(base: str) -> Optional[str]:
+    """``base`` without one trailing ``_face<k>`` tag, or None when it has none."""
+    m = FACE_TAG.search(base)
+    return base[:m.start()] if m else None
+
+
+class NamePlan:
+    """File names of one run, decided before anything is written so that no output overwrites an
+    input or another output of the run.
+
+    ``fixed``: the plain names (relative paths) the run writes or must not touch. A *family* is a
+    base name with the tags that --all_faces adds: ``<base><suffix>`` and ``<base>_face<k><suffix>``.
+    :meth:`claim` gives a key (an input photo, an output) the first candidate base whose family
+    holds none of the fixed names and meets no family already given out with the same suffix.
+    Families with different suffixes never meet as long as no suffix ends another
+    (``_aligned.png``, ``_aligned_edit.png``, ``_pasted.png``; ``.png`` only under ``real/``).
+    Names compare case-insensitively (macOS and Windows folders). Every check is a set look-up:
+    two families meet when their bases are equal or one is the other plus one ``_face<k>``."""
+
+    def __init__(self, fixed: Iterable[str] = ()):
+        self.fixed = {n.casefold() for n in fixed}
+        self.given: dict[tuple, str] = {}
+        self._heads: dict[str, tuple[set[str], set[str]]] = {}  # suffix -> fixed names' bases, and untagged
+        self._bases: dict[str, tuple[set[str], set[str]]] = {}  # suffix -> bases given out, and untagged
+        self.renamed: list[tuple[str, str]] = []  # (what, new name) of keys whose first candidate was taken
+
+    def _fixed_heads(self, suffix: str) -> tuple[set[str], set[str]]:
+        if suffix not in self._heads:
+            heads = {n[:-len(suffix)] for n in self.fixed if n.endswith(suffix)}
+            self._heads[suffix] = (heads, {u for u in map(_untag, heads) if u is not None})
+        return self._heads[suffix]
+
+    def free(self, base: str, suffix: str) -> bool:
+        """Whether the family of ``base`` holds no fixed name and meets no family given out."""
+        b, sfx = base.casefold(), suffix.casefold()
+        heads, untagged_heads = self._fixed_heads(sfx)
+        if b in heads or b in untagged_heads:  # <base><suffix> or <base>_face<k><suffix> is a fixed name
+            return False
+        given, untagged_given = self._bases.get(sfx, (set(), set()))
+        return not (b in given or b in untagged_given or _untag(b) in given)
+
+    def claim(self, key, suffix: str, candidates: Iterable[str], what: str = "") -> str:
+        """The base of ``key``'s family (the same on every call for one key and suffix)."""
+        if (key, suffix) in self.given:
+            return self.given[(key, suffix)]
+        for i, base in enumerate(candidates):
+            if self.free(base, suffix):
+                self.given[(key, suffix)] = base
+                given, untagged = self._bases.setdefault(suffix.casefold(), (set(), set()))
+                given.add(base.casefold())
+                if _untag(base.casefold()) is not None:
+                    untagged.add(_untag(base.casefold()))
+                if i and what:
+                    self.renamed.append((what, f"{base}{suffix}"))
+                return base
+        raise RuntimeError("name candidates ran out")  # the candidates below are endless
+
+    def notice(self, why: str) -> Optional[str]:
+        """One line naming the renamed files (the first three), or None."""
+        if not self.renamed:
+            return None
+        shown = ", ".join(f"{what} -> {name}" for what, name in self.renamed[:3])
+        more = f" and {len(self.renamed) - 3} more" if len(self.renamed) > 3 else ""
+        return f"notice: {why}: {shown}{more}"
+
+
+def photo_name_candidates(path: Path) -> Iterator[str]:
+    """Bases for a photo's files: its stem, then its folders' names in front (``t2_a``,
+    ``x_t2_a``), then a number after it (``a-2``, ``a-3``, ...)."""
+    path = Path(path)
+    yield path.stem
+    folders = [f for f in reversed(path.resolve().parent.parts) if f not in ("", "/", "\\")]
+    name = path.stem
+    for f in folders:
+        name = f"{f}_{name}"
+        yield name
+    k = 2
+    while True:
+        yield f"{path.stem}-{k}"
+        k += 1
+
+
+def numbered_candidates(base: str) -> Iterator[str]:
+    """``base``, then ``base-2``, ``base-3``, ..."""
+    yield base
+    k = 2
+    while True:
+        yield f"{base}-{k}"
+        k += 1
+
+
+#: Suffixes of the --save_aligned files: the aligned crop of an input, the edited crop of an output.
+ALIGNED, ALIGNED_EDIT = "_aligned.png", "_aligned_edit.png"
+
+
+def plan_aligned_names(photos: Sequence[Path], outputs: Sequence[str], fixed: Iterable[str] = ()) -> NamePlan:
+    """The --save_aligned names of a run that writes ``outputs`` (names in the output folder) for
+    the input ``photos``: one aligned-crop base per photo file (the same file twice, e.g. a target
+    that is also a reference, shares one), one edited-crop base per output."""
+    plan = NamePlan([*outputs, *fixed])
+    for p in photos:
+        plan.claim(_file_key(p), ALIGNED, photo_name_candidates(p), str(p))
+    for name in outputs:
+        plan.claim(("output", name), ALIGNED_EDIT, numbered_candidates(Path(name).stem), name)
+    return plan
+
+
+def _file_key(path: Path) -> tuple:
+    try:
+        return ("file", str(Path(path).resolve()))
+    except OSError:
+        return ("file", str(Path(path).absolute()))
+
+
 @dataclass
 class AlignedPhoto:
     """The aligned faces of one input photo (largest first)."""
@@ -196,23 +315,28 @@ class AlignedPhoto:
         """File-name tag of a face: ``""`` for a lone face, else ``_face<k>``."""
         return f"_face{face.index}" if len(self.faces) > 1 or face.index > 0 else ""
 
-    def save_input(self, out_dir: Path) -> None:
-        """``<stem>[_face<k>]_aligned.png``: the aligned crops."""
+    def save_input(self, out_dir: Path, base: Optional[str] = None) -> list[Path]:
+        """``<base>[_face<k>]_aligned.png`` (``base``: the photo's stem unless given): the aligned
+        crops. Returns the paths."""
+        paths = []
         for f in self.faces:
-            Image.fromarray(f.image).save(out_dir / f"{self.path.stem}{self.tag(f)}_aligned.png")
+            path = out_dir / f"{base or self.path.stem}{self.tag(f)}{ALIGNED}"
+            Image.fromarray(f.image).save(path)
+            paths.append(path)
+        return paths
 
-    def save(self, edited: Sequence[Tensor], out_path: Path, save_aligned: bool = False) -> None:
+    def save(self, edited: Sequence[Tensor], out_path: Path, edit_base: Optional[str] = None) -> None:
         """Write the photo with the edited crops (one [3, S, S] per face) pasted back to
-        ``out_path`` and, with ``save_aligned``, each edited crop to
-        ``<out stem>[_face<k>]_aligned_edit.png``."""
+        ``out_path`` and, with ``edit_base``, each edited crop to
+        ``<edit_base>[_face<k>]_aligned_edit.png`` beside it."""
         out = None
         for f, e in zip(self.faces, edited):
             out = f.paste(e, into=out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(out).save(out_path)
-        if save_aligned:
+        if edit_base is not None:
             for f, e in zip(self.faces, edited):
-                save_image(e, out_path.with_name(f"{out_path.stem}{self.tag(f)}_aligned_edit.png"))
+                save_image(e, out_path.with_name(f"{edit_base}{self.tag(f)}{ALIGNED_EDIT}"))
 
 
 @dataclass
@@ -232,10 +356,17 @@ class Inputs:
     --align each face of each photo is one item (the largest face, or all with --all_faces); a photo
     that cannot be aligned prints one ``error:`` line naming it, is counted in ``failed`` and the
     run goes on. :meth:`save` writes an edited crop: as an image, or (with --align) once every face
-    of the photo has its edit for that output, the photo with all of them pasted back."""
+    of the photo has its edit for that output, the photo with all of them pasted back.
+
+    With --save_aligned, ``photos`` (every photo whose aligned crop may be written: targets and
+    references) and ``outputs`` (every output name :meth:`save` will be given) decide the names
+    of the aligned and edited crops up front (:func:`plan_aligned_names`): none overwrites an
+    output or another crop; photos that share a file name get their folder's name or a number,
+    said in one notice line."""
 
     def __init__(self, editor: Editor, args: argparse.Namespace, out_dir: Path,
-                 say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+                 say: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                 photos: Sequence[Path] = (), outputs: Sequence[str] = ()):
         check_align_args(args)
         self.editor, self.align, self.out_dir, self.say = editor, bool(args.align), out_dir, say
         self.save_aligned, self.all_faces = bool(getattr(args, "save_aligned", False)), bool(args.all_faces)
@@ -244,6 +375,26 @@ class Inputs:
         self.failed: list[Path] = []
         self.done: set[int] = set()
         self._pending: dict[tuple[int, Path], dict[int, Tensor]] = {}
+        self.names: Optional[NamePlan] = None
+        self._written: set[Path] = set()  # aligned crops written (a photo aligned twice is written once)
+        self._noticed: set[tuple] = set()  # photos whose skipped detections were reported
+        if self.align and self.save_aligned:
+            if not photos or not outputs:
+                raise ValueError("Inputs with --save_aligned needs the run's photos and outputs")
+            self.names = plan_aligned_names(photos, outputs)
+            line = self.names.notice("photos share file names, so their --save_aligned files are named apart")
+            if line:
+                self.say(line)
+
+    def _aligned_base(self, path: Path) -> str:
+        return self.names.claim(_file_key(path), ALIGNED, photo_name_candidates(path), str(path))
+
+    def _say_rejected(self, path: Path) -> None:
+        """The aligner's line on detections without a plausible face, once per photo file."""
+        line = self.aligner.rejected_notice()
+        if line and _file_key(path) not in self._noticed:
+            self._noticed.add(_file_key(path))
+            self.say(line)
 
     def load_photo(self, path: Path) -> Optional[AlignedPhoto]:
         """Align one photo (None, after one ``error:`` line, when it fails)."""
@@ -253,11 +404,14 @@ class Inputs:
             self.say(f"error: {e}")
             self.failed.append(path)
             return None
+        self._say_rejected(path)
         for msg in self.aligner.skipped:
             self.say(f"notice: {msg}; skipped")
         photo = AlignedPhoto(Path(path), faces)
-        if self.save_aligned:
-            photo.save_input(self.out_dir)
+        if self.names is not None:
+            base = self._aligned_base(photo.path)
+            if not all(self.out_dir / f"{base}{photo.tag(f)}{ALIGNED}" in self._written for f in faces):
+                self._written.update(photo.save_input(self.out_dir, base))
         return photo
 
     def crop(self, path: Path, strict: bool = False) -> Optional[Tensor]:
@@ -273,8 +427,12 @@ class Inputs:
             self.say(f"error: {e}")
             self.failed.append(path)
             return None
-        if self.save_aligned:
-            Image.fromarray(face.image).save(self.out_dir / f"{Path(path).stem}_aligned.png")
+        self._say_rejected(path)
+        if self.names is not None:
+            target = self.out_dir / f"{self._aligned_base(Path(path))}{ALIGNED}"
+            if target not in self._written:
+                Image.fromarray(face.image).save(target)
+                self._written.add(target)
         return face.crop
 
     def batches(self, paths: Sequence[Path], n: int, skip: Sequence[int] = ()) -> Iterator[tuple[list[Item], Tensor]]:
@@ -313,7 +471,12 @@ class Inputs:
             got = self._pending.setdefault(key, {})
             got[item.face.index] = edited
             if len(got) == len(item.photo.faces):
-                item.photo.save([got[f.index] for f in item.photo.faces], path, self.save_aligned)
+                edit_base = None
+                if self.names is not None:
+                    edit_base = self.names.given.get((("output", path.name), ALIGNED_EDIT))
+                    if edit_base is None:
+                        raise ValueError(f"output {path.name} was not planned (Inputs(outputs=...))")
+                item.photo.save([got[f.index] for f in item.photo.faces], path, edit_base)
                 del self._pending[key]
         self.done.add(item.position)
 

@@ -5,6 +5,13 @@ Train one (one to two minutes on two CPU cores at 64 px with the defaults)::
 
     python -m evaluation.attr_classifier --size 64 --out saved/classifiers/synthfaces_64.pt
 
+Without ``--out`` the file goes to the cache that the benchmark reads,
+``saved/classifiers/synthfaces_<size>_<faces>f_<epochs>e_d<data seed>_<key>.pt``
+(:func:`default_classifier_path`): the name holds every setting the training depends on
+(:func:`training_settings`; ``<key>`` is a hash of all of them), so a classifier trained with other
+settings never stands in for another. For scoring, a classifier must record its mean validation
+accuracy and reach :data:`MIN_ACCURACY` (:func:`check_for_scoring`).
+
 It learns the ``ATTRIBUTES`` labels of SynthFaces faces ``[first_id, first_id + num)`` (data set
 seed ``--data_seed``) and is validated on the next ``--num_val`` faces. Training images are
 augmented with random blur, noise and small colour changes so that the classifier also reads
@@ -15,6 +22,8 @@ faces it was trained on and its validation accuracy.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
 import time
@@ -36,14 +45,97 @@ from utils.errors import UserError
 
 FORMAT = "iafaces-attr-classifier/1"
 DEFAULT_DIR = Path("saved") / "classifiers"
+#: The version of :func:`train_classifier`'s recipe (data, augmentation, optimiser, schedule); part
+#: of every classifier's settings, so a change of the recipe never reuses an older cache file.
+RECIPE = 1
+#: The least mean validation accuracy (over the attributes) of a classifier that scores edits.
+#: Measured: the default training (8000 faces, 10 epochs) reaches 0.825 at 16 px, 0.888 at 32 px and
+#: 0.935 at 64 px; at 32 px 2000 faces for 2 epochs reach 0.791, 1000 for 3 epochs 0.763, and a
+#: smoke test's 600 faces for 1 epoch 0.65.
+MIN_ACCURACY = 0.8
+#: How to train a proper classifier (the flags), for the refusal messages.
+TRAIN_HINT = ("train one with the defaults (python -m evaluation.synth_benchmark ... --classifier_faces 8000 "
+              "--classifier_epochs 10, or python -m evaluation.attr_classifier --size SIZE)")
 
 
 class ClassifierError(UserError, ValueError):
     """The classifier file is missing, unreadable or does not fit the images."""
 
 
-def default_classifier_path(size: int) -> Path:
+def training_settings(size: int = 64, num: int = 8000, num_val: int = 500, epochs: int = 10, batch_size: int = 64,
+                      lr: float = 2e-3, seed: int = 0, data_seed: int = 0, first_id: int = 0, width: int = 32,
+                      max_width: int = 128, hidden: int = 256) -> dict:
+    """Everything :func:`train_classifier` makes a classifier from (its arguments and :data:`RECIPE`)."""
+    return {"recipe": RECIPE, "size": int(size), "num": int(num), "num_val": int(num_val), "epochs": int(epochs),
+            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "data_seed": int(data_seed),
+            "first_id": int(first_id), "width": int(width), "max_width": int(max_width), "hidden": int(hidden)}
+
+
+def settings_key(settings: dict) -> str:
+    """A short hash of ``settings`` (canonical JSON)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_classifier_path(size: int, settings: Optional[dict] = None) -> Path:
+    """The cache file of the classifier trained with ``settings`` (default: the default training at
+    ``size``): ``saved/classifiers/synthfaces_<size>_<faces>f_<epochs>e_d<data seed>_<key>.pt``."""
+    st = settings if settings is not None else training_settings(size)
+    return DEFAULT_DIR / (f"synthfaces_{int(st['size'])}_{st['num']}f_{st['epochs']}e_d{st['data_seed']}_"
+                          f"{settings_key(st)}.pt")
+
+
+def legacy_classifier_path(size: int) -> Path:
+    """Where earlier versions cached the benchmark's classifier (keyed by size alone)."""
     return DEFAULT_DIR / f"synthfaces_{int(size)}.pt"
+
+
+def mean_val_accuracy(clf) -> Optional[float]:
+    """The mean over attributes of the validation accuracy the classifier's file records, or None."""
+    acc = (getattr(clf, "info", None) or {}).get("val_accuracy")
+    if not isinstance(acc, dict) or not acc:
+        return None
+    try:
+        vals = [float(v) for v in acc.values()]
+    except (TypeError, ValueError):
+        return None
+    return float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else None
+
+
+def describe_classifier(clf) -> dict:
+    """What scored a benchmark: the file, how it was trained, its validation accuracy."""
+    info = getattr(clf, "info", None) or {}
+    data = info.get("data") or {}
+    training = info.get("training") or {}
+    return {"path": getattr(clf, "path", None), "settings": info.get("settings"),
+            "key": settings_key(info["settings"]) if isinstance(info.get("settings"), dict) else None,
+            "train_ids": data.get("train_ids"), "data_seed": data.get("seed"), "epochs": training.get("epochs"),
+            "size": getattr(clf, "size", None), "mean_val_accuracy": mean_val_accuracy(clf)}
+
+
+def check_for_scoring(clf, minimum: float = MIN_ACCURACY) -> Optional[float]:
+    """The classifier's mean validation accuracy, after checking that it is recorded and at least
+    ``minimum`` (0 accepts any classifier, also one without a record); else one-line ClassifierError."""
+    acc = mean_val_accuracy(clf)
+    if minimum <= 0:
+        return acc
+    where = getattr(clf, "path", None) or "the attribute classifier"
+    d = describe_classifier(clf)
+    made = ""
+    if d["train_ids"] and d["epochs"]:
+        made = f" (trained on {d['train_ids'][1] - d['train_ids'][0]} faces for {d['epochs']} epoch(s))"
+    if acc is None:
+        raise ClassifierError(f"{where}{made} records no validation accuracy, so it cannot be trusted to score edits; "
+                              f"{TRAIN_HINT}, or pass --min_classifier_accuracy 0 to score with it anyway")
+    if acc < minimum:
+        hint = TRAIN_HINT
+        settings = (getattr(clf, "info", None) or {}).get("settings")
+        if isinstance(settings, dict) and settings.get("num", 0) >= 8000 and settings.get("epochs", 0) >= 10:
+            hint = ("the default training is not enough at this size: train a stronger one with more faces or epochs "
+                    "(e.g. --classifier_faces 16000 --classifier_epochs 20)")
+        raise ClassifierError(f"{where}{made} reaches a mean validation accuracy of {acc:.3f}, below the {minimum:g} "
+                              f"needed to score edits; {hint}, or pass --min_classifier_accuracy 0 to score "
+                              "with it anyway")
+    return acc
 
 
 # ---------------------------------------------------------------------------------------- network
@@ -201,7 +293,8 @@ def train_classifier(size: int = 64, num: int = 8000, num_val: int = 500, epochs
                      max_width: int = 128, hidden: int = 256, progress: bool = True,
                      log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> AttributeClassifier:
     """Train a classifier on SynthFaces ``[first_id, first_id + num)``, validate on the next
-    ``num_val`` faces. Returns the classifier (eval mode) with ``info`` filled for saving."""
+    ``num_val`` faces. Returns the classifier (eval mode) with ``info`` filled for saving: the data,
+    the training, every setting (:func:`training_settings`) and the validation accuracy."""
     if num < 2 or epochs < 1 or batch_size < 1:
         raise ClassifierError("--num must be >= 2, --epochs and --batch_size >= 1")
     torch.manual_seed(seed)
@@ -236,10 +329,13 @@ def train_classifier(size: int = 64, num: int = 8000, num_val: int = 500, epochs
     info = {"data": {"type": "SynthFaces", "seed": int(data_seed), "size": int(size),
                      "train_ids": [first_id, first_id + num], "val_ids": [first_id + num, first_id + num + num_val]},
             "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                         "augment": "blur/noise/colour", "seconds": round(time.time() - t0, 1)}}
+                         "augment": "blur/noise/colour", "seconds": round(time.time() - t0, 1)},
+            "settings": training_settings(size, num, num_val, epochs, batch_size, lr, seed, data_seed, first_id,
+                                          width, max_width, hidden)}
     if num_val:
         val = to_float(x_va)
         info["val_accuracy"] = accuracy(clf, val, y_va)
+        info["mean_val_accuracy"] = float(np.mean(list(info["val_accuracy"].values())))
         info["val_accuracy_blurred"] = accuracy(clf, augment(val, torch.Generator().manual_seed(1)), y_va)
         log(f"attribute classifier: mean validation accuracy {np.mean(list(info['val_accuracy'].values())):.3f} "
             f"({time.time() - t0:.0f} s)")
@@ -250,7 +346,8 @@ def train_classifier(size: int = 64, num: int = 8000, num_val: int = 500, epochs
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description="Train the SynthFaces attribute classifier used by the benchmark.")
     p.add_argument("--size", type=int, default=64, help="image size (the model's size; default 64)")
-    p.add_argument("--out", default=None, help="output file (default saved/classifiers/synthfaces_<size>.pt)")
+    p.add_argument("--out", default=None, help="output file (default: the benchmark's cache, "
+                   "saved/classifiers/synthfaces_<size>_<faces>f_<epochs>e_d<data seed>_<settings key>.pt)")
     p.add_argument("--num", type=int, default=8000, help="training faces (default 8000)")
     p.add_argument("--num_val", type=int, default=500, help="validation faces (default 500)")
     p.add_argument("--first_id", type=int, default=0, help="first SynthFaces face id used (default 0)")
@@ -273,7 +370,9 @@ def main(argv=None) -> int:
         check_size(args.size)
     except ValueError as e:
         raise ClassifierError(str(e)) from None
-    out = Path(args.out) if args.out else default_classifier_path(args.size)
+    settings = training_settings(args.size, args.num, args.num_val, args.epochs, args.batch_size, args.lr, args.seed,
+                                 args.data_seed, args.first_id, args.width)
+    out = Path(args.out) if args.out else default_classifier_path(args.size, settings)
     clf = train_classifier(args.size, args.num, args.num_val, args.epochs, args.batch_size, args.lr, args.seed,
                            args.data_seed, args.first_id, args.width)
     save_classifier(clf, out, clf.info)

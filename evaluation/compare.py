@@ -19,12 +19,20 @@ and ``--unweighted_batches`` (plain mean of the per-batch values). Images of ano
 resized with OpenCV INTER_LINEAR (``--resize antialias``: PIL bicubic with antialiasing). FID uses
 all paired images of each folder. See evaluation/README.md. Bad input ends with one
 ``error: ...`` line and exit status 2.
+
+``--json`` never overwrites an input: a path that is one of the input files (an image of either
+folder, the list file, a metric network) is refused before anything is computed, and so is an
+image-named file inside an input folder (it would become an input of the next run); the file is
+written atomically. When ``--real`` and ``--fake`` are the same folder (or every pair is one file
+twice) a notice says so: the values then compare each image with itself.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +42,7 @@ from model.boxes import component_indices
 from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard, progress
 from utils.device import resolve_device
 from utils.errors import UserError
-from utils.image_io import RESIZE_METHODS, list_images, load_image, open_rgb, read_list_entries
+from utils.image_io import IMAGE_EXTENSIONS, RESIZE_METHODS, list_images, load_image, open_rgb, read_list_entries
 
 from .arcface import load_arcface
 from .attr_classifier import load_classifier
@@ -136,6 +144,53 @@ def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.
     return [(s, real[s], fake[s]) for s in common]
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_json_path(json_path: str, args, pairs) -> None:
+    """Refuse a ``--json`` path that would overwrite an input (one line), before any work."""
+    target = Path(json_path)
+    inputs = [p for _, r, f in pairs for p in (r, f)]
+    for folder in (args.real, args.fake):
+        try:
+            inputs += list_images(folder)  # unpaired images are inputs too
+        except UserError:
+            pass
+    inputs += [Path(v) for v in (args.list, args.discriminator, args.arcface, args.classifier, args.lpips_vgg,
+                                 args.inception) if v]
+    for p in inputs:
+        if _same_file(target, p):
+            raise UserError(f"--json {json_path} is the input {p}: writing the results there would overwrite it; "
+                            "choose another file")
+    if target.suffix.lower() in IMAGE_EXTENSIONS:
+        for folder in (args.real, args.fake):
+            if _same_file(target.parent, Path(folder)):
+                raise UserError(f"--json {json_path} is an image name inside the input folder {folder}: it would be "
+                                "read as an image by the next run; choose a .json file outside it")
+    if target.is_dir():
+        raise UserError(f"--json {json_path} is a folder; give a file name")
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 class _Loader:
     def __init__(self, size: Optional[int], notice, resize: str = "opencv"):
         self.size, self.notice, self.noticed, self.resize = size, notice, False, resize
@@ -192,6 +247,14 @@ def main(argv=None) -> int:
 
     order = read_list_entries(args.list) if args.list else None
     pairs = pair_files(args.real, args.fake, notice, order)
+    if args.json:
+        check_json_path(args.json, args, pairs)
+    if _same_file(Path(args.real), Path(args.fake)):
+        notice(f"notice: --real and --fake are the same folder ({args.real}): every image is compared with itself "
+               "(MSE 0, PSNR 100)")
+    elif all(_same_file(r, f) for _, r, f in pairs):
+        notice(f"notice: every --real image is the same file as its --fake image ({len(pairs)} pairs): every image is "
+               "compared with itself (MSE 0, PSNR 100)")
     if "fid" in metrics and len(pairs) < 2:
         raise UserError("FID needs at least 2 image pairs")
     loader = _Loader(args.size, notice, args.resize)
@@ -250,8 +313,7 @@ def main(argv=None) -> int:
                "conventions": {"minmax": minmax, "ssim_variant": args.ssim_variant,
                                "weighted_batches": not args.unweighted_batches, "resize": args.resize,
                                "list": args.list}}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json_atomic(Path(args.json), json.dumps(out, indent=2) + "\n")
     return 0
 
 

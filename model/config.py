@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from utils.config import build, check_types, reject_unknown
+from utils.config import build, check_range, check_types, reject_unknown, shown
 from utils.errors import ConfigError
 
 from .boxes import COMPONENTS, check_boxes_nonempty
@@ -27,6 +27,26 @@ BOUNDARY_RECIPES = ("release", "standardized", "mean", "conditional")
 
 def _is_pow2(n: int) -> bool:
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
+
+
+#: The widest layer a config may ask for (channels, content channels, component dimensions):
+#: checked before any weight is allocated. The official models use at most 512.
+MAX_CHANNELS = 4096
+
+
+def check_widths(where: str, obj, names) -> None:
+    """ConfigError naming the key and the range unless every field ``names`` of ``obj`` is an
+    integer in [1, MAX_CHANNELS] (null passes for optional fields)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            check_range(f"{where}.{name}", value, 1, MAX_CHANNELS)
+
+
+def check_channel_base(where: str, base: int, top: int) -> None:
+    """``channel_base`` at least ``top``: at least one channel at the finest resolution ``top``
+    (channels are ``min(channel_max, channel_base // r)``, so ``channel_max`` bounds them above)."""
+    check_range(f"{where}.channel_base", base, top)
 
 
 @dataclass
@@ -53,9 +73,7 @@ class EncoderTrunkConfig:
             check_boxes_nonempty(self.feat_size)
         except ValueError as e:
             raise ConfigError(f"encoder.feat_size={self.feat_size}: {e}") from None
-        for name in ("channel", "channel_max", "content_channels", "comp_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"encoder.{name} must be positive")
+        check_widths("encoder", self, ("channel", "channel_max", "content_channels", "comp_dim"))
 
     @property
     def content_size(self) -> int:
@@ -83,6 +101,7 @@ class EncoderConfig(EncoderTrunkConfig):
         super().__post_init__()
         if self.component_channels is not None and self.component_channels <= 0:
             raise ConfigError("encoder.component_channels must be positive or null")
+        check_widths("encoder", self, ("component_channels",))
 
 
 @dataclass
@@ -120,11 +139,13 @@ class GeneratorConfig:
             raise ConfigError(f"generator.n_components must be {len(COMPONENTS)}")
         if self.cam_placement not in CAM_PLACEMENTS:
             raise ConfigError(f"generator.cam_placement must be one of {CAM_PLACEMENTS}, got "
-                              f"{self.cam_placement!r}")
+                              f"{shown(self.cam_placement)}")
         if self.train_noise not in NOISE_MODES:
             raise ConfigError(f"generator.train_noise must be one of {NOISE_MODES}")
         if self.channel_shift not in (0, 1):
             raise ConfigError("generator.channel_shift must be 0 or 1")
+        check_widths("generator", self, ("content_channels", "comp_dim", "channel_max"))
+        check_channel_base("generator", self.channel_base, self.size >> self.channel_shift)
 
     def inert_keys(self) -> dict[str, str]:
         if self.cam:
@@ -165,6 +186,8 @@ class DiscriminatorConfig:
         check_types(self, "discriminator")
         if not _is_pow2(self.size) or not 8 <= self.size <= 1024:
             raise ConfigError(f"discriminator.size must be a power of two in [8, 1024], got {self.size}")
+        check_widths("discriminator", self, ("channel_max",))
+        check_channel_base("discriminator", self.channel_base, self.size)
 
     def channels(self, res: int) -> int:
         return min(self.channel_max, self.channel_base // res)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from data_loader.masks import MIN_WIDTH, OFFICIAL_MIN_SIZE, mask_settings
 from data_loader.registry import DatasetSpec, dataset_image_size, parse_dataset_spec
 from model.config import BOUNDARY_RECIPES, ModelConfig, build_model_config
-from utils.config import reject_unknown, resolve_base
-from utils.config import build, check_range
+from utils.config import build, check_range, reject_unknown, resolve_base, shown
 from utils.errors import ConfigError
 
 from .losses import LossConfig
@@ -25,6 +25,13 @@ from .registry import loss_class, loss_type
 #: What :meth:`trainer.iafaces_trainer.IAFacesTrainer.validate` reports: the metrics ``monitor`` may name.
 VALIDATION_METRICS = ("avg_mse", "psnr")
 MAX_CONFIG_DEPTH = 32
+#: Upper bounds checked before anything is allocated: the batch size per process, the hole-mask
+#: canvas (px), the learning rate (Adam steps of more than 1 per update only diverge) and the
+#: length of the free-text ``description`` (copied into every checkpoint).
+MAX_BATCH_SIZE = 4096
+MAX_MASK_SIZE = 4096
+MAX_LR = 1.0
+MAX_DESCRIPTION = 2000
 
 
 def check_plain_name(value, where: str) -> str:
@@ -33,7 +40,7 @@ def check_plain_name(value, where: str) -> str:
     if (not isinstance(value, str) or value in ("", ".", "..") or len(value) > 128
             or any(c in value for c in "/\\:") or any(ord(c) < 32 for c in value)):
         raise ConfigError(f"{where} must be a plain folder name (no '/', '\\', ':', not '.' or '..', at most 128 "
-                          f"characters), got {value!r}")
+                          f"characters), got {shown(value)}")
     return value
 
 
@@ -74,14 +81,15 @@ class DataLoaderConfig:
     mask_size: Optional[int] = None
 
     def __post_init__(self):
-        check_range("data_loader.batch_size", self.batch_size, 1)
+        check_range("data_loader.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         check_range("data_loader.num_workers", self.num_workers, 0, 256)
         check_range("data_loader.num_samples", self.num_samples, -1)
         check_range("data_loader.num_val_samples", self.num_val_samples, -1)
         check_range("data_loader.flip_p", self.flip_p, 0, 1)
         check_range("data_loader.mask_p", self.mask_p, 0, 1, optional=True)
-        check_range("data_loader.mask_width", self.mask_width, 1, optional=True)
-        check_range("data_loader.mask_size", self.mask_size, 1, optional=True)
+        # mask_width is bounded by the canvas in parse_config (the canvas depends on the data set).
+        check_range("data_loader.mask_width", self.mask_width, MIN_WIDTH, MAX_MASK_SIZE, optional=True)
+        check_range("data_loader.mask_size", self.mask_size, OFFICIAL_MIN_SIZE, MAX_MASK_SIZE, optional=True)
 
 
 @dataclass
@@ -91,7 +99,7 @@ class OptimizerConfig:
     beta1: float = 0.0
 
     def __post_init__(self):
-        check_range("lr", self.lr, 0, lo_open=True)  # parse_config prefixes the block name
+        check_range("lr", self.lr, 0, MAX_LR, lo_open=True)  # parse_config prefixes the block name
         check_range("beta1", self.beta1, 0, 0.999)
 
 
@@ -133,7 +141,7 @@ class TrainerConfig:
                                              self.monitor.split()[0] not in ("min", "max")):
             raise ConfigError("trainer.monitor must look like 'min avg_mse' or be 'off'")
         if self.monitor != "off" and self.monitor.split()[1] not in VALIDATION_METRICS:
-            raise ConfigError(f"trainer.monitor names the unknown metric '{self.monitor.split()[1]}'; validation "
+            raise ConfigError(f"trainer.monitor names the unknown metric {shown(self.monitor.split()[1])}; validation "
                               f"reports {', '.join(VALIDATION_METRICS)}")
         check_range("trainer.epochs", self.epochs, 1)
         check_range("trainer.iters", self.iters, 0, optional=True)
@@ -146,7 +154,23 @@ class TrainerConfig:
             raise ConfigError("trainer.save_dir must be a folder path, got an empty string")
 
 
-SCHEDULERS = ("ExponentialLR",)
+#: Learning-rate schedulers a config may list -> their arguments (all required).
+SCHEDULER_ARGS = {"ExponentialLR": ("gamma",)}
+SCHEDULERS = tuple(SCHEDULER_ARGS)
+
+
+def check_scheduler(key: str, spec: "Spec") -> None:
+    """ConfigError unless ``spec`` is a known scheduler with exactly its arguments, each in range:
+    ExponentialLR's ``gamma`` (the factor on the learning rate after every epoch) in (0, 1]."""
+    if spec.type not in SCHEDULER_ARGS:
+        raise ConfigError(f"{key}.type {shown(spec.type)} unknown; valid: {', '.join(SCHEDULERS)}")
+    valid = SCHEDULER_ARGS[spec.type]
+    reject_unknown(spec.args, valid, f"{key}.args ({spec.type})")
+    missing = [k for k in valid if k not in spec.args]
+    if missing:
+        raise ConfigError(f"{key}.args lacks {', '.join(missing)}; {spec.type} takes {', '.join(valid)} "
+                          "(e.g. \"gamma\": 0.99)")
+    check_range(f"{key}.args.gamma", spec.args["gamma"], 0.0, 1.0, lo_open=True)
 
 
 @dataclass
@@ -157,7 +181,7 @@ class EditingConfig:
 
     def __post_init__(self):
         if self.boundary_recipe not in BOUNDARY_RECIPES:
-            raise ConfigError(f"editing.boundary_recipe '{self.boundary_recipe}' unknown; valid: "
+            raise ConfigError(f"editing.boundary_recipe {shown(self.boundary_recipe)} unknown; valid: "
                               f"{', '.join(BOUNDARY_RECIPES)}")
 
 
@@ -184,6 +208,9 @@ class TrainConfig:
     def __post_init__(self):
         check_plain_name(self.exp_id, "exp_id")
         check_range("seed", self.seed, 0, 2 ** 32 - 1)
+        if len(self.description) > MAX_DESCRIPTION:
+            raise ConfigError(f"description is {len(self.description)} characters long; at most {MAX_DESCRIPTION} "
+                              "are allowed (it is copied into every checkpoint): shorten it")
 
     def model_config(self) -> ModelConfig:
         return build_model_config(self.model_arch, self.encoder.args, self.generator.args, self.discriminator.args,
@@ -253,7 +280,7 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
             try:
                 kwargs[key] = build(_BLOCKS[key], value, key)
             except ConfigError as e:
-                if key.startswith("optimizer_") and str(e).startswith("lr "):
+                if key.startswith("optimizer_") and str(e).startswith(("lr ", "beta1 ")):
                     raise ConfigError(f"{key}.{e}") from None
                 raise
     if data.get("loss") is not None:
@@ -263,8 +290,11 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
     cfg = build(TrainConfig, kwargs, where)
     for key in ("lr_scheduler_G", "lr_scheduler_D"):
         spec = getattr(cfg, key)
-        if spec is not None and spec.type not in SCHEDULERS:
-            raise ConfigError(f"{where}: {key}.type '{spec.type}' unknown; valid: {', '.join(SCHEDULERS)}")
+        if spec is not None:
+            try:
+                check_scheduler(key, spec)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
     try:
         cfg.loss.check_with(cfg)
     except ConfigError as e:
@@ -288,19 +318,54 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
         key = "size" if cfg.data_set.type == "SynthFaces" else "image_size"
         raise ConfigError(f"{where}: data_set.args.{key} is {data_size} but the model is {size} px; they must be "
                           "equal")
+    check_masks(cfg, size, where)
     return cfg
 
 
-def read_json(path: Path) -> dict:
-    """One JSON config file, with a one-line ConfigError for what cannot be read."""
+def check_masks(cfg: TrainConfig, size: int, where: str = "config") -> None:
+    """The hole-mask settings resolved for the data set and the model size (``data_loader.masks``),
+    checked before anything is drawn: the stroke width at most the canvas it is drawn on."""
+    dl = cfg.data_loader
     try:
-        return json.loads(Path(path).read_text())
+        masks = mask_settings(cfg.data_set.type, size, dl.mask_p, dl.mask_width, dl.mask_size)
+    except ValueError as e:
+        raise ConfigError(f"{where}: data_loader: {e}") from None
+    canvas = masks.canvas_for(size)
+    if masks.width > canvas:
+        raise ConfigError(f"{where}: data_loader.mask_width must be an integer >= {MIN_WIDTH} and <= {canvas} (the "
+                          f"{canvas}-px canvas the masks are drawn on), got {masks.width}")
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_object(pairs: list) -> dict:
+    """``object_pairs_hook`` of :func:`read_json`: a JSON object, refusing a key given twice
+    (plain ``json`` keeps the last one silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_json(path: Path) -> dict:
+    """One JSON config file, with a one-line ConfigError for what cannot be read (a key given
+    twice in one object included)."""
+    try:
+        return json.loads(Path(path).read_text(), object_pairs_hook=_unique_object)
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: the key {shown(e.args[0])} is given twice in one object; keep one") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels; a training config is flat") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
         raise ConfigError(f"cannot read config {path}: {e.__class__.__name__}") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise ConfigError(f"{path} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
 
 
 def read_config_data(path: str | Path) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import build_networks
 from model.checkpoint import pack_checkpoint
+from utils.device import native_bf16
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
 
@@ -119,11 +121,15 @@ class IAFacesTrainer(BaseTrainer):
         self.schedulers = {}
         if cfg.trainer.lr_schedulers == "apply":
             for name, spec, opt in (("G", cfg.lr_scheduler_G, self.opt_G), ("D", cfg.lr_scheduler_D, self.opt_D)):
-                if spec is not None and opt is not None:
-                    self.schedulers[name] = torch.optim.lr_scheduler.ExponentialLR(opt, **spec.args)
+                if spec is not None and opt is not None:  # arguments checked with the config
+                    self.schedulers[name] = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=spec.args["gamma"])
         self.ema_decay = 0.5 ** (32 / (cfg.trainer.ema_half_life_kimg * 1000))
         self.noise_mode = self.model_config.generator.train_noise
         self.amp = cfg.trainer.amp == "bf16"
+        if self.amp and not native_bf16(device):
+            self.amp = False
+            self.logger.info(f"notice: trainer.amp 'bf16' is off: {device.type} has no native bf16 here (bf16 "
+                             "autocast would run tens of times slower than float32); training in float32")
         self.loss = loss_class(loss_type(L))(L, self)
         dl = cfg.data_loader
         self.batch_size = dl.batch_size
@@ -337,3 +343,52 @@ class IAFacesTrainer(BaseTrainer):
         for k, s in self.schedulers.items():
             if k in state.get("schedulers", {}):
                 s.load_state_dict(state["schedulers"][k])
+        for note in self.apply_optimizer_config(int(state["epoch"])):
+            if self.dist.is_main:
+                print(f"notice: {note}", file=sys.stderr)
+
+    def apply_optimizer_config(self, epoch: int) -> list[str]:
+        """After optimizer and scheduler states were loaded (a resume, perhaps with another config):
+        set every learning rate, beta1 and scheduler gamma to the config's, so that what runs is
+        what the checkpoint and ``config.json`` record (with a scheduler the rate at ``epoch`` is
+        ``lr * gamma ** epoch``). Returns one line per setting that changed."""
+        notes = []
+        ratio = self.cfg.loss.d_reg_every / (self.cfg.loss.d_reg_every + 1)
+        for key, opt, name, scale in (("optimizer_G", self.opt_G, "G", 1.0), ("optimizer_D", self.opt_D, "D", ratio)):
+            if opt is None:
+                continue
+            oc = getattr(self.cfg, key)
+            base, beta1 = oc.lr * scale, oc.beta1 ** scale
+            sched = self.schedulers.get(name)
+            spec = getattr(self.cfg, f"lr_scheduler_{name}")
+            gamma = spec.args["gamma"] if sched is not None else None
+            changed = []
+            for group in opt.param_groups:
+                old_base = group.get("initial_lr", group["lr"])
+                if not math.isclose(old_base, base, rel_tol=1e-9) and "lr" not in changed:
+                    changed.append("lr")
+                    notes.append(f"{key}.lr {old_base / scale:g} -> {oc.lr:g} (from the config)")
+                if not math.isclose(group["betas"][0], beta1, rel_tol=1e-9, abs_tol=1e-12) and "beta1" not in changed:
+                    changed.append("beta1")
+                    notes.append(f"{key}.beta1 {group['betas'][0] ** (1 / scale):g} -> {oc.beta1:g} (from the config)")
+            if sched is not None and not math.isclose(sched.gamma, gamma, rel_tol=1e-9):
+                notes.append(f"lr_scheduler_{name}.args.gamma {sched.gamma:g} -> {gamma:g} (from the config)")
+                changed.append("gamma")
+                sched.gamma = gamma
+            now = base * gamma ** epoch if sched is not None else base
+            for group in opt.param_groups:
+                if not math.isclose(group["lr"], now, rel_tol=1e-9):
+                    if not changed:
+                        notes.append(f"{key}: learning rate at epoch {epoch} {group['lr']:g} -> {now:g} (the "
+                                     f"config's trainer.lr_schedulers and lr_scheduler_{name})")
+                    changed.append("now")
+                    group["lr"] = now
+                if "beta1" in changed:
+                    group["betas"] = (beta1, group["betas"][1])
+                if sched is not None:
+                    group["initial_lr"] = base
+            if sched is not None and changed:
+                sched.base_lrs = [base] * len(opt.param_groups)
+                sched.last_epoch = epoch
+                sched._last_lr = [g["lr"] for g in opt.param_groups]
+        return notes

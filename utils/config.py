@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from utils.errors import ConfigError
@@ -27,6 +28,23 @@ TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "dict": ("dict", lambda v: isinstance(v, dict)),
     "list": ("list", lambda v: isinstance(v, (list, tuple))),
 }
+
+
+#: The longest value an error message shows (``shown``): a mistyped value can be megabytes long.
+SHOWN_LENGTH = 80
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxfrozenset = _SHORT.maxdict = 6
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 40
+_SHORT.maxlevel = 3
+
+
+def shown(value: Any, limit: int = SHOWN_LENGTH) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters (ending in ``...`` when cut), on one
+    line, without building the whole repr of a huge value: how error messages show a value."""
+    text = _SHORT.repr(value).replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _type_name(annotation: Any) -> str:
@@ -63,7 +81,7 @@ def check_value(annotation: Any, value: Any, where: str) -> None:
     """ConfigError unless ``value`` fits ``annotation`` (names outside the vocabulary pass)."""
     checker = _checker(_type_name(annotation))
     if checker is not None and not checker[1](value):
-        raise ConfigError(f"{where} must be {checker[0]}, got {value!r} (expected type {checker[0]})")
+        raise ConfigError(f"{where} must be {checker[0]}, got {shown(value)} (expected type {checker[0]})")
 
 
 def check_types(obj: Any, where: str) -> None:
@@ -77,7 +95,7 @@ def reject_unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> Non
     valid = list(valid)
     for key in keys:
         if key not in valid:
-            raise ConfigError(f"unknown key '{key}' in {where}; valid keys: {', '.join(valid)}")
+            raise ConfigError(f"unknown key {shown(key)} in {where}; valid keys: {', '.join(valid)}")
 
 
 def required_fields(cls) -> list[str]:
@@ -108,13 +126,20 @@ def check_range(where: str, value, lo=None, hi=None, lo_open: bool = False, opti
     it (``lo_open``: ``> lo`` instead of ``>= lo``; ``optional``: null allowed)."""
     if value is None and optional:
         return
-    parts = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
+
+    def num(x) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    parts = [f"{'>' if lo_open else '>='} {num(lo)}" if lo is not None else "",
+             f"<= {num(hi)}" if hi is not None else ""]
     rng = " and ".join(p for p in parts if p) or "finite"
-    kind = "an integer" if isinstance(value, int) and not isinstance(value, float) else "a number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    whole = all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (lo, hi))
+    kind = "an integer" if whole and isinstance(value, int) and not isinstance(value, bool) else "a number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (isinstance(value, int) or math.isfinite(value))  # ints are finite (and may not fit a float)
     ok = ok and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
     if not ok:
-        raise ConfigError(f"{where} must be {kind} {rng}{' or null' if optional else ''}, got {value!r}")
+        raise ConfigError(f"{where} must be {kind} {rng}{' or null' if optional else ''}, got {shown(value)}")
 
 
 MAX_BASE_DEPTH = 8
@@ -149,7 +174,7 @@ def resolve_base(data: Mapping, folder, read: Callable[[Any], Any], chain: tuple
     data = dict(data)
     base = data.pop("base")
     if not isinstance(base, str) or not base:
-        raise ConfigError(f"base must be the path of a parent config file, got {base!r}")
+        raise ConfigError(f"base must be the path of a parent config file, got {shown(base)}")
     path = (Path(folder) / base).resolve()
     if path in chain:
         raise ConfigError(f"base: {path} is its own ancestor ({' -> '.join(str(p) for p in chain + (path,))})")

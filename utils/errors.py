@@ -38,3 +38,8 @@ class ComponentError(EditingError, MetricError):
 class AlignError(UserError, ValueError):
     """A photo cannot be aligned for editing: no face, a face too small for the model, a photo too
     large, dlib missing (kinds in ``editing.align``)."""
+
+
+class TrainingError(UserError):
+    """Training diverged (a non-finite loss or weight) and stopped; the message names the last finite
+    checkpoint and the fix."""

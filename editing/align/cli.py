@@ -41,6 +41,38 @@ def _benchmark(size: int, recipe: str, aligned_size: Optional[int], repeats: int
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _plan_names(photos: Sequence[Path], out: Path) -> dict[str, str]:
+    """The base name of each photo's files (``<base>[_face<k>]_aligned.png``, ``<base>_pasted.png``),
+    decided up front: photos that share a file name get their folder's name or a number in front
+    (one notice line), and no output takes the name of a photo inside ``out``."""
+    from editing.cli import NamePlan, photo_name_candidates
+
+    inside = []
+    if out.is_dir():
+        inside = [p.name for p in photos if p.resolve().parent == out.resolve()]
+    plan = NamePlan(inside)
+    names: dict[str, str] = {}
+    for p in photos:
+        if _key(p) in names:
+            continue
+        for i, base in enumerate(photo_name_candidates(p)):
+            if plan.free(base, "_aligned.png") and plan.free(base, "_pasted.png"):
+                plan.claim(_key(p), "_aligned.png", [base])
+                plan.claim(_key(p), "_pasted.png", [base])
+                if i:
+                    plan.renamed.append((str(p), f"{base}_aligned.png"))
+                names[_key(p)] = base
+                break
+    line = plan.notice("photos share file names, so their files are named apart")
+    if line:
+        print(line, file=sys.stderr)
+    return names
+
+
 def _parser() -> argparse.ArgumentParser:
     from utils.cli import ArgumentParser
 
@@ -79,6 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError("give photo files (or --benchmark)")
         aligner = FaceAligner(args.size, args.align_recipe, args.aligned_size, args.detector)
         out = Path(args.out)
+        names = _plan_names([Path(p) for p in args.photos], out)
         done, failed = 0, 0
         for path in args.photos:
             try:
@@ -87,8 +120,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"error: {e}", file=sys.stderr)
                 failed += 1
                 continue
+            if aligner.rejected_notice():
+                print(aligner.rejected_notice(), file=sys.stderr)
             out.mkdir(parents=True, exist_ok=True)
-            stem = Path(path).stem
+            stem = names[_key(Path(path))]
             pasted = None
             for f in faces:
                 tag = f"_face{f.index}" if args.all_faces else ""

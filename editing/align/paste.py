@@ -176,6 +176,8 @@ class FaceAligner:
             raise AlignError(f"unknown face detector '{detector}'; choose from {', '.join(DETECTORS)}")
         self.min_face_fraction, self.max_pixels, self.feather = float(min_face_fraction), int(max_pixels), feather
         self.skipped: list[str] = []  # faces the last align(all_faces=True) left out (too small)
+        self.rejected: list[str] = []  # why the last align() left detections out (no plausible face)
+        self._name: Optional[str] = None
 
     @property
     def detector(self) -> FaceDetector:
@@ -203,21 +205,39 @@ class FaceAligner:
 
     def align(self, photo: PhotoLike, all_faces: bool = False, name: Optional[str] = None) -> list[AlignedFace]:
         """Detect and align the largest face (``all_faces``: every face large enough for the model,
-        largest first). Raises NoFaceError / FaceTooSmallError / PhotoTooLargeError, one line naming
-        the file. With ``all_faces``, faces too small are skipped (``skipped`` lists them) unless
-        none is large enough."""
+        largest first). Detections without a plausible face (:meth:`FaceDetector.implausible`) are
+        left out and counted in ``rejected`` (the reasons; :meth:`rejected_notice` says it in one
+        line); without ``all_faces`` only those larger than the face taken are looked at. Raises
+        NoFaceError / FaceTooSmallError / PhotoTooLargeError, one line naming the file. With
+        ``all_faces``, faces too small are skipped (``skipped`` lists them) unless none is large
+        enough."""
         if name is None and isinstance(photo, (str, os.PathLike)):
             name = str(photo)
         arr = load_photo(photo, self.max_pixels)
-        faces = self.detector.detect(arr)
+        found = self.detector.detect(arr)
         where = f"{name}: " if name else ""
+        self.skipped: list[str] = []
+        self.rejected: list[str] = []
+        self._name = name
+        faces = []
+        for f in found:
+            why = self.detector.implausible(arr, f)
+            if why:
+                self.rejected.append(why)
+                continue
+            faces.append(f)
+            if not all_faces:
+                break
         if not faces:
+            if found:
+                raise NoFaceError(f"{where}no plausible face found: {len(found)} detection(s) skipped, "
+                                  f"{self.rejected[0]} ({arr.shape[1]}x{arr.shape[0]} photo, {self.detector_name} "
+                                  "detector)")
             raise NoFaceError(f"{where}no face found ({arr.shape[1]}x{arr.shape[0]} photo, {self.detector_name} "
                               "detector; faces need to be roughly frontal and at least about 40 px wide)")
         out: list[AlignedFace] = []
-        self.skipped: list[str] = []
         first_error: Optional[FaceTooSmallError] = None
-        for i, f in enumerate(faces if all_faces else faces[:1]):
+        for i, f in enumerate(faces):
             try:
                 out.append(self.align_landmarks(arr, f.landmarks, i, f.box, name))
             except FaceTooSmallError as e:
@@ -226,3 +246,12 @@ class FaceAligner:
         if not out:
             raise first_error  # type: ignore[misc]
         return out
+
+    def rejected_notice(self) -> Optional[str]:
+        """One line on the detections the last :meth:`align` left out as implausible, or None."""
+        if not self.rejected:
+            return None
+        where = f"{self._name}: " if getattr(self, "_name", None) else ""
+        n = len(self.rejected)
+        return (f"notice: {where}skipped {n} detection{'s' if n > 1 else ''} without a plausible face "
+                f"({self.rejected[0]}{'; ...' if n > 1 else ''})")

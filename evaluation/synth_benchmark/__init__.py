@@ -34,8 +34,10 @@ from its training and validation faces), rendered at the model's size, it measur
 
 Output in ``--out``: ``results.json``, ``report.md`` (also printed) with the paper's targets marked
 met / not met, and image grids ``grid_*.png``. The attribute classifier is read from
-``--classifier`` or ``saved/classifiers/synthfaces_<size>.pt``; when that file does not exist a
-small one is trained (one to two minutes at 64 px) and stored there.
+``--classifier`` or from the cache ``saved/classifiers/``, keyed by every setting that trained it
+(``synthfaces_<size>_<faces>f_<epochs>e_d<seed>_<key>.pt``); when no cached one matches, one is
+trained (one to two minutes at 64 px) and stored there with its validation accuracy. A classifier
+below ``--min_classifier_accuracy`` is refused; the report names the classifier that scored it.
 
 Modules: ``edits`` (face setup and edit makers), ``runner`` (:class:`Benchmark`), ``targets``
 (the targets and their verdicts), ``report`` (Markdown), ``cli`` (the command).

@@ -21,6 +21,32 @@ def _ifg_text(s: dict) -> str:
             + "; the IFG columns show -.")
 
 
+def classifier_text(s: dict) -> str:
+    """The report's words on the classifier that scored the run (``setup["classifier_info"]``): how it
+    was trained and its validation accuracy; empty for results without that record."""
+    c = s.get("classifier_info")
+    if not c:
+        return ""
+    st, parts = c.get("settings"), []
+    if st:
+        parts.append(f"trained on {st['num']} SynthFaces faces (ids {st['first_id']}..{st['first_id'] + st['num'] - 1}, "
+                     f"data seed {st['data_seed']}) for {st['epochs']} epoch(s) at {st['size']} px, settings key "
+                     f"{c.get('key')}")
+    elif c.get("train_ids"):
+        a, b = c["train_ids"]
+        parts.append(f"trained on SynthFaces faces {a}..{b - 1} for {c.get('epochs')} epoch(s); its other settings "
+                     "are not recorded")
+    else:
+        parts.append("how it was trained is not recorded")
+    acc = c.get("mean_val_accuracy")
+    parts.append(f"mean validation accuracy {acc:.3f}" if acc is not None else "validation accuracy not recorded")
+    need = c.get("min_accuracy")
+    if need is not None:
+        parts.append(f"at least {need:g} required" if need > 0 else
+                     "accepted without an accuracy check (--min_classifier_accuracy 0)")
+    return " (" + "; ".join(parts) + ")"
+
+
 def _scale_text(s: dict) -> str:
     scale = s.get("strength_scale", 1)
     if scale is None and s.get("strength_mode") == "calibrated" and s.get("arch"):
@@ -39,7 +65,8 @@ def to_markdown(r: dict) -> str:
              + f"; {s['num']} held-out SynthFaces faces (seed {s['data_seed']}, "
              f"ids {s['first_id']}..{s['last_id']}, test split). Errors are MSE on [-1, 1]; box errors use the "
              f"metric boxes at {s['size']} px; locality is MSE_irr over the change inside the edited boxes. "
-             f"Attribute labels of edits come from the classifier `{s['classifier']}`{_ifg_text(s)} "
+             f"Attribute labels of edits come from the classifier `{s['classifier']}`{classifier_text(s)}"
+             f"{_ifg_text(s)} "
              f"Strengths: {s.get('strength_mode')}"
              f" ({_scale_text(s)}); boundary recipe: {s.get('recipe', 'release')}.", ""]
     rec = r["reconstruction"]

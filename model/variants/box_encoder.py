@@ -23,10 +23,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from utils.config import shown
 from utils.errors import ConfigError
 
 from ..boxes import boxes_at
-from ..config import EncoderConfig, _is_pow2
+from ..config import EncoderConfig, _is_pow2, check_widths
 from ..layers import ConvLayer, EqualLinear, ResBlock
 from ..networks import Encoder, check_image
 from .rings import check_rings, clear_boxes, ring_means, ring_others, ring_planes
@@ -52,7 +53,7 @@ class BoxEncoderConfig(EncoderConfig):
         for name, valid in (("content_input", CONTENT_INPUTS), ("component_input", COMPONENT_INPUTS),
                             ("ring_fit", RING_FITS)):
             if getattr(self, name) not in valid:
-                raise ConfigError(f"encoder.{name} must be one of {valid}, got {getattr(self, name)!r}")
+                raise ConfigError(f"encoder.{name} must be one of {valid}, got {shown(getattr(self, name))}")
         if self.content_input == "image" and self.component_input == "features":
             raise ConfigError("encoder: content_input 'image' with component_input 'features' is the release's "
                               "encoder; use \"type\": \"Encoder\"")
@@ -63,6 +64,7 @@ class BoxEncoderConfig(EncoderConfig):
             raise ConfigError(f"encoder.crop_size must be a power of two in [8, 64], got {self.crop_size}")
         if self.crop_channels <= 0:
             raise ConfigError("encoder.crop_channels must be positive")
+        check_widths("encoder", self, ("crop_channels",))
 
     @property
     def uses_rings(self) -> bool:

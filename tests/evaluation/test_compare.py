@@ -162,3 +162,54 @@ def test_torchscript_metric_network_never_runs(tmp_path, capsys):
         assert compare.main(["--real", faces, "--fake", faces, *flags, str(tmp_path / "evil.ts")]) == 2
         one_error_line(capsys, "TorchScript", "--trust_code")
     assert victim.read_text() == "safe"
+
+
+# ------------------------------------------------------------- nothing lost, no silent self-comparison
+def test_json_never_overwrites_an_input(tmp_path, capsys):
+    """--json naming an input (an image of either folder, paired or not, the list file; also through
+    a symbolic link) or an image name inside an input folder is refused with one line before any
+    work, and the inputs are untouched (issue 24)."""
+    from evaluation.compare import main
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for stem in ("a", "b"):
+        _write(real, f"{stem}.png", 100)
+        _write(fake, f"{stem}.png", 110)
+    _write(fake, "lonely.png", 120)  # no counterpart: still an input file
+    lst = tmp_path / "list.txt"
+    lst.write_text("a\nb\n")
+    (tmp_path / "link.png").symlink_to(real / "a.png")
+    before = {p: p.read_bytes() for p in [*real.iterdir(), *fake.iterdir(), lst]}
+    for target, words in ((real / "a.png", "is the input"), (fake / "b.png", "is the input"),
+                          (fake / "lonely.png", "is the input"), (lst, "is the input"),
+                          (tmp_path / "link.png", "is the input"), (real / "new.png", "inside the input folder"),
+                          (tmp_path / "real" / ".." / "fake" / "a.png", "is the input")):
+        assert main(["--real", str(real), "--fake", str(fake), "--list", str(lst), "--json", str(target)]) == 2
+        one_error_line(capsys, "--json", words)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (real / "new.png").exists()
+    # A JSON file beside them is written (atomically: no temporary file is left).
+    assert main(["--real", str(real), "--fake", str(fake), "--json", str(real / "r.json")]) == 0
+    assert json.loads((real / "r.json").read_text())["pairs"] == 2
+    assert sorted(p.name for p in real.iterdir()) == ["a.png", "b.png", "r.json"]
+
+
+def test_same_folder_twice_gets_a_notice(tmp_path, capsys):
+    """--real X --fake X (or the same folder spelled another way) still reports, with one notice
+    that every image is compared with itself; different folders with equal images get none."""
+    from evaluation.compare import main
+
+    real = tmp_path / "real"
+    _write(real, "a.png", 100)
+    _write(real, "b.png", 50)
+    for fake in (real, tmp_path / "real" / ".." / "real"):
+        assert main(["--real", str(real), "--fake", str(fake)]) == 0
+        out = capsys.readouterr()
+        notices = [line for line in out.err.splitlines() if line.startswith("notice:")]
+        assert len(notices) == 1 and "--real and --fake are the same folder" in notices[0], out.err
+        assert "psnr     100" in out.out
+    copy = tmp_path / "copy"
+    _write(copy, "a.png", 100)
+    _write(copy, "b.png", 50)
+    assert main(["--real", str(real), "--fake", str(copy)]) == 0
+    assert "notice" not in capsys.readouterr().err

@@ -357,5 +357,9 @@ def test_attribute_accuracy_and_classifier_file(tmp_path):
                  "--width", "4", "--out", str(tmp_path / "t.pt")]) == 0
     info = torch.load(tmp_path / "t.pt", weights_only=True)
     assert set(info["val_accuracy"]) == set(again.attribute_names) and info["data"]["train_ids"] == [0, 16]
+    # The file records every setting it was made with and its mean validation accuracy (issue 24).
+    from evaluation.attr_classifier import training_settings
+    assert info["settings"] == training_settings(32, num=16, num_val=8, epochs=1, batch_size=8, width=4)
+    assert info["mean_val_accuracy"] == pytest.approx(sum(info["val_accuracy"].values()) / 15)
 
 

@@ -172,8 +172,8 @@ def _zip_bomb(path: Path) -> None:
                 f.write(chunk)
 
 
-@pytest.mark.parametrize("case", ["no_e_ema", "list_model_config", "huge_channels", "config_int_limit",
-                                  "zip_bomb"])
+@pytest.mark.parametrize("case", ["no_e_ema", "list_model_config", "huge_channels", "channels_over_bound",
+                                  "config_int_limit", "zip_bomb"])
 def test_crafted_checkpoint_is_one_line(tiny_checkpoint, tmp_path, capsys, case):
     """Hostile inputs (issue 15): a crafted checkpoint is refused before anything is allocated,
     with one ``error:`` line from the scripts."""
@@ -191,7 +191,10 @@ def test_crafted_checkpoint_is_one_line(tiny_checkpoint, tmp_path, capsys, case)
             del payload["e_ema"]
         elif case == "list_model_config":
             payload["model_config"] = ["arch"]
-        elif case == "huge_channels":  # a 3 GB first conv from one number, refused before allocation
+        elif case == "huge_channels":  # widths within bounds, but a network far larger than the weights
+            payload["model_config"]["encoder"]["args"]["channel"] = 4096
+            payload["model_config"]["encoder"]["args"]["channel_max"] = 4096
+        elif case == "channels_over_bound":  # a 3 GB first conv from one number, refused by the bound
             payload["model_config"]["encoder"]["args"]["channel"] = 1 << 19
             payload["model_config"]["encoder"]["args"]["channel_max"] = 1 << 19
         else:
@@ -200,6 +203,7 @@ def test_crafted_checkpoint_is_one_line(tiny_checkpoint, tmp_path, capsys, case)
     with pytest.raises(CheckpointError, match={"zip_bomb": "uncompressed", "no_e_ema": "e_ema",
                                               "list_model_config": "model_config",
                                               "huge_channels": "configuration does not match the weights",
+                                              "channels_over_bound": "encoder.channel must be .* <= 4096",
                                               "config_int_limit": "channel_base = 1099511627776, above"}[case]):
         load_models(bad)
     faces = save_faces(tmp_path / "faces")

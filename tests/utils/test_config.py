@@ -91,3 +91,33 @@ def test_check_range_names_the_key_and_range():
     # Still importable where it used to live.
     from trainer.config import check_range as moved
     assert moved is check_range
+
+
+def test_values_in_error_messages_are_cut_to_a_readable_length():
+    """A mistyped value can be megabytes long (issue 24): messages show at most 80 characters of it."""
+    from utils.config import build, check_value, reject_unknown, shown
+
+    huge = list(range(5_000_000))
+    for call in (lambda: check_value("int", huge, "x"), lambda: check_range("x", "y" * 10 ** 6, 0, 5),
+                 lambda: check_range("x", 10 ** 4000, 0, 5), lambda: reject_unknown(["k" * 10 ** 6], ["a"], "b")):
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert len(str(e.value)) < 160 and "..." in str(e.value), str(e.value)[:300]
+    assert shown(huge) == "[0, 1, 2, 3, 4, 5, ...]"
+    assert len(shown("z" * 10 ** 6)) <= 80 and shown("abc") == "'abc'"
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Block:
+        n: int = 1
+
+    with pytest.raises(ConfigError, match=r"^b\.n must be int, got \[0, 1, 2, 3, 4, 5, \.\.\.\] \(expected type "
+                                          r"int\)$"):
+        build(Block, {"n": huge}, "b")
+
+
+def test_check_range_says_integer_only_for_whole_ranges():
+    with pytest.raises(ConfigError, match=r"^b must be a number >= 0 and <= 0.999, got 2$"):
+        check_range("b", 2, 0, 0.999)
+    with pytest.raises(ConfigError, match=r"^w must be an integer >= 1 and <= 4096, got 5000$"):
+        check_range("w", 5000, 1, 4096)
