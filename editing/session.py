@@ -8,13 +8,22 @@ operations as the editing scripts: ``component_transfer.py`` (``Editor.transfer`
     session = EditSession(Editor.from_checkpoint(ckpt))
     face = session.load("photo.jpg")                       # align="auto"
     edited = session.edit(face, [("Mouth_Slightly_Open", 4.0, "mouth")])
-    result = face.to_photo(edited)                         # uint8 [H, W, 3], the photo's size
+    result = session.to_photo(face, edited)                # uint8 [H, W, 3], the photo's size
+
+A :class:`Face` holds what editing needs: the aligned crop, its encoding and reconstruction, and
+the alignment. The photo itself is needed only to paste an aligned face back; with
+``load(..., folder=...)`` it stays on disk in that folder (the uploaded file, read again with the
+project's one image opener for each paste) instead of in memory, and :meth:`EditSession.to_photo`
+keeps at most one decoded photo (the one last pasted into) for the next edit of the same face.
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -26,7 +35,7 @@ from torch import Tensor
 from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
 from model.boxes import COMPONENTS, component_indices
 from utils.errors import AlignError, EditingError
-from utils.image_io import pil_to_tensor, tensor_to_uint8
+from utils.image_io import IMAGE_EXTENSIONS, pil_to_tensor, tensor_to_uint8
 
 from .align import DEFAULT_MAX_PIXELS, AlignedFace, load_photo
 from .boundaries import (Boundary, BoundaryError, LabelSource, default_boundary_dir, default_label_source,
@@ -75,25 +84,99 @@ def spec_of(components: Sequence[str]) -> str:
     return ",".join(COMPONENTS[i] for i in idx)
 
 
-@dataclass
+class NonFiniteEditError(EditingError):
+    """An edit whose result holds NaN or infinite values (a damaged boundary, a strength too large)."""
+
+
+class PhotoGoneError(EditingError):
+    """The stored photo of a face is no longer there (its session ended) or was not kept."""
+
+
+def _shape_only(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only uint8 array of ``shape`` that takes no memory: an aligned face's stand-in for its
+    photo while the photo is on disk (only the shape is needed until a paste)."""
+    return np.broadcast_to(np.zeros((), np.uint8), tuple(shape))
+
+
+@dataclass(eq=False)
 class Face:
-    """One uploaded face, encoded once. ``photo`` the image as read (uint8 [H, W, 3]); ``crop``
-    [3, S, S] the model's input; ``aligned`` the alignment (None: used as is, resized to the model);
-    ``content``/``components`` its encoding; ``reconstruction`` [1, 3, S, S]."""
+    """One uploaded face, encoded once: ``crop`` [3, S, S] the model's input; ``aligned`` the
+    alignment (None: used as is, resized to the model); ``content``/``components`` its encoding;
+    ``reconstruction`` [1, 3, S, S].
+
+    The photo is kept only where a paste needs it (aligned faces): on disk (``photo_file``, read
+    with :func:`editing.align.load_photo` for each paste; ``aligned.photo`` is then a stand-in of the
+    photo's shape that takes no memory) or in memory (``photo_array``); a reference face keeps none.
+    ``folder``: the face's own folder (its photo, results), removed by :meth:`release`."""
     name: str
-    photo: np.ndarray
     crop: Tensor
     aligned: Optional[AlignedFace]
     content: Tensor
     components: Tensor
     reconstruction: Tensor
+    photo_file: Optional[Path] = None
+    photo_array: Optional[np.ndarray] = field(default=None, repr=False)
+    folder: Optional[Path] = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    def to_photo(self, edited: Tensor, keep_detail: bool = False) -> np.ndarray:
+    @property
+    def has_photo(self) -> bool:
+        return self.photo_array is not None or self.photo_file is not None
+
+    @property
+    def photo(self) -> np.ndarray:
+        """The photo as read (uint8 [H, W, 3]); from disk when it is stored there."""
+        if self.photo_array is not None:
+            return self.photo_array
+        if self.photo_file is None:
+            raise PhotoGoneError(f"{self.name}: its photo was not kept (a reference face, or loaded without it)")
+        if not self.photo_file.is_file():
+            raise PhotoGoneError(f"{self.name}: the photo is no longer stored (its session ended); load it again")
+        shape = self.aligned.photo.shape  # a stored photo belongs to an aligned face
+        arr = load_photo(self.photo_file, max_pixels=_pixels(shape))
+        if arr.shape != shape:
+            raise PhotoGoneError(f"{self.name}: the stored photo changed ({arr.shape[1]}x{arr.shape[0]} px, was "
+                                 f"{self.aligned.photo.shape[1]}x{self.aligned.photo.shape[0]}); load it again")
+        return arr
+
+    def with_photo(self, photo: Optional[np.ndarray] = None) -> AlignedFace:
+        """The alignment with its photo (read from disk unless given), ready to paste into."""
+        if self.aligned is None:
+            raise EditingError(f"{self.name} was used as is: there is no photo to paste into")
+        if self.photo_array is not None and photo is None:
+            return self.aligned
+        return replace(self.aligned, photo=self.photo if photo is None else photo, _mask=None)
+
+    def to_photo(self, edited: Tensor, keep_detail: bool = False, photo: Optional[np.ndarray] = None) -> np.ndarray:
         """The full-size result (uint8 [H, W, 3]): an aligned face is pasted back into its photo
-        (``keep_detail``: only the change against the reconstruction); else the model-size crop."""
+        (``keep_detail``: only the change against the reconstruction); else the model-size crop.
+        (:meth:`EditSession.to_photo` does the same without reading the photo again per edit.)"""
         if self.aligned is None:
             return tensor_to_uint8(edited)
-        return self.aligned.paste(edited, base=self.reconstruction if keep_detail else None)
+        return self.with_photo(photo).paste(edited, base=self.reconstruction if keep_detail else None)
+
+    def release(self) -> None:
+        """Delete the face's folder (its stored photo and results); the face can still be edited
+        if it was used as is, but no longer pasted back."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _pixels(shape) -> int:
+    return int(shape[0]) * int(shape[1])
+
+
+def _store_file(source: Path, folder: Path) -> Path:
+    """``source`` in ``folder`` (a hard link where possible, else a copy): the face's own copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_EXTENSIONS else ""
+    dest = folder / f"photo{suffix}"
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+    return dest
 
 
 class EditSession:
@@ -112,6 +195,8 @@ class EditSession:
         self.explicit_source = explicit_source
         self.recipe, self.detector, self.max_pixels = recipe, detector, int(max_pixels)
         self._boundaries: dict[str, Boundary] = {}
+        self._pasting: Optional[tuple[str, AlignedFace]] = None  # the one photo kept decoded (see to_photo)
+        self._pasting_lock = threading.Lock()
         self._source: Optional[LabelSource] = None
         self.source_error: Optional[str] = None
         self.controls = self._make_controls()
@@ -160,19 +245,61 @@ class EditSession:
         h, w = photo.shape[:2]
         return not (h == w == self.editor.size)
 
-    def load(self, photo, align: str = "auto", name: Optional[str] = None) -> Face:
+    def load(self, photo, align: str = "auto", name: Optional[str] = None,
+             folder: Union[str, os.PathLike, None] = None, keep_photo: bool = True) -> Face:
         """Read ``photo`` (file, PIL image or uint8 array), align it (``align``: auto / align / as
         is), encode it once and reconstruct it. Errors (not an image, too large, no face) are
-        one-line ``UserError`` kinds."""
+        one-line ``UserError`` kinds.
+
+        The photo is kept only for an aligned face (the paste needs it), and only with
+        ``keep_photo``: in ``folder`` when given (a file is linked or copied there first and read
+        from there; an array is written there as PNG), else in memory. The caller owns ``folder``
+        (:meth:`Face.release` deletes it)."""
         if align not in ALIGN_MODES:
             raise EditingError(f"unknown alignment mode '{align}'; choose from {', '.join(ALIGN_MODES)}")
         if name is None:
             name = Path(photo).name if isinstance(photo, (str, os.PathLike)) else "photo"
+        folder = Path(folder) if folder is not None else None
+        if keep_photo:
+            self.forget()  # at most one decoded photo besides the one being read
+        stored: Optional[Path] = None
+        source = photo
+        if folder is not None and keep_photo and isinstance(photo, (str, os.PathLike)) and Path(photo).is_file():
+            stored = source = _store_file(Path(photo), folder)
         try:
-            arr = load_photo(photo, self.max_pixels)
-        except AlignError as e:  # name the upload, not its temporary path
-            if isinstance(photo, (str, os.PathLike)) and str(photo) in str(e):
-                raise type(e)(str(e).replace(str(photo), name)) from None
+            face = self._load(source, align, name, photo)
+            if face.aligned is None or not keep_photo:
+                if face.aligned is not None:
+                    face.aligned = replace(face.aligned, photo=_shape_only(face.aligned.photo.shape), _mask=None)
+                if stored is not None:
+                    stored.unlink(missing_ok=True)
+                return face
+            if folder is None:
+                face.photo_array = face.aligned.photo
+                return face
+            if stored is None:  # an array or PIL image: written losslessly
+                folder.mkdir(parents=True, exist_ok=True)
+                stored = folder / "photo.png"
+                Image.fromarray(face.aligned.photo).save(stored, compress_level=1)
+            face.photo_file, face.folder = stored, folder
+            with self._pasting_lock:  # the photo just read is the one to_photo keeps: no second read
+                self._pasting = (face.key, face.aligned)
+            face.aligned = replace(face.aligned, photo=_shape_only(face.aligned.photo.shape), _mask=None)
+            return face
+        except BaseException:
+            if stored is not None:
+                stored.unlink(missing_ok=True)
+            raise
+
+    def _load(self, source, align: str, name: str, given) -> Face:
+        try:
+            arr = load_photo(source, self.max_pixels)
+        except AlignError as e:  # name the upload, not its temporary path (nor the face's copy)
+            text = str(e)
+            for p in {str(source), str(given)} if isinstance(given, (str, os.PathLike)) else ():
+                text = text.replace(p, name)
+            if text != str(e):
+                raise type(e)(text) from None
             raise
         if arr.shape[0] < 8 or arr.shape[1] < 8:
             raise AlignError(f"{name}: image too small ({arr.shape[1]}x{arr.shape[0]} px)")
@@ -185,9 +312,43 @@ class EditSession:
             if im.size != (self.editor.size, self.editor.size):
                 im = im.resize((self.editor.size, self.editor.size), Image.BICUBIC)
             crop = pil_to_tensor(im)
+        del arr
         self._set_threads()
         content, components = self.editor.encode(crop[None])
-        return Face(name, arr, crop, aligned, content, components, self.editor.decode(content, components))
+        reconstruction = self.editor.decode(content, components)
+        if not bool(torch.isfinite(reconstruction).all()):
+            raise EditingError(f"{name}: the model's reconstruction holds NaN or infinite values (its weights "
+                               "may be damaged); use another checkpoint")
+        return Face(name, crop, aligned, content, components, reconstruction)
+
+    def to_photo(self, face: Face, edited: Tensor, keep_detail: bool = False) -> np.ndarray:
+        """``face.to_photo(edited, keep_detail)``, keeping the last photo pasted into decoded (one
+        photo, whichever face it belongs to) so that the next edit of the same face need not read
+        it again."""
+        if face.aligned is None:
+            return face.to_photo(edited)
+        with self._pasting_lock:
+            hit = self._pasting[1] if self._pasting is not None and self._pasting[0] == face.key else None
+        if hit is None:
+            with self._pasting_lock:
+                self._pasting = None  # the previous photo goes before the next one is read
+            hit = face.with_photo()
+            with self._pasting_lock:
+                self._pasting = (face.key, hit)
+        return hit.paste(edited, base=face.reconstruction if keep_detail else None)
+
+    def photo(self, face: Face) -> np.ndarray:
+        """The face's photo (the decoded copy :meth:`to_photo` keeps, when it is this face's)."""
+        with self._pasting_lock:
+            if self._pasting is not None and self._pasting[0] == face.key:
+                return self._pasting[1].photo
+        return face.photo
+
+    def forget(self, face: Optional[Face] = None) -> None:
+        """Drop the decoded photo kept by :meth:`to_photo` (``face``: only if it is that face's)."""
+        with self._pasting_lock:
+            if self._pasting is not None and (face is None or self._pasting[0] == face.key):
+                self._pasting = None
 
     def _set_threads(self) -> None:
         if self.threads and torch.get_num_threads() != self.threads:
@@ -198,25 +359,42 @@ class EditSession:
                           transfer: Union[str, Sequence[str]] = (), log: Callable[[str], None] = lambda m: None
                           ) -> Tensor:
         """Component embeddings [1, 4, D] after the transfer of ``transfer`` components from
-        ``reference``, then every change with a non-zero strength (boundaries loaded or fitted)."""
+        ``reference``, then every change with a non-zero strength (boundaries loaded or fitted).
+        A change that makes them NaN or infinite raises :class:`NonFiniteEditError` naming it."""
         components = face.components
         if transfer and reference is not None:
             components = Editor.transfer(components, reference.components,
                                          list([transfer] if isinstance(transfer, str) else transfer))
         for attribute, strength, spec in changes:
             if strength:
-                components = Editor.apply_direction(components, self.boundary(attribute, log), float(strength), spec)
+                if not math.isfinite(float(strength)):
+                    raise NonFiniteEditError(f"the strength of {attribute} must be a finite number, got {strength}")
+                boundary = self.boundary(attribute, log)
+                if not bool(torch.isfinite(boundary.normals).all()):
+                    fix = (f"delete {boundary.path} so that it is fitted again" if boundary.path else "fit it again")
+                    raise NonFiniteEditError(f"the {attribute} edit produced non-finite values: its boundary holds NaN "
+                                             f"or infinite numbers; {fix}, or leave {attribute} at 0")
+                components = Editor.apply_direction(components, boundary, float(strength), spec)
+                if not bool(torch.isfinite(components).all()):
+                    raise NonFiniteEditError(f"the {attribute} edit produced non-finite values: strength "
+                                             f"{float(strength):g} is too large for its boundary; use a smaller one")
         return components
 
     def edit(self, face: Face, changes: Sequence[Change] = (), reference: Optional[Face] = None,
              transfer: Union[str, Sequence[str]] = (), log: Callable[[str], None] = lambda m: None) -> Tensor:
         """The edited crop [1, 3, S, S]: one decode of the face's content with edited components
-        (the reconstruction itself when nothing changes)."""
+        (the reconstruction itself when nothing changes). Non-finite results raise
+        :class:`NonFiniteEditError` naming the boundary or strength that caused them."""
         self._set_threads()
         components = self.edited_components(face, changes, reference, transfer, log)
         if components is face.components:
             return face.reconstruction
-        return self.editor.decode(face.content, components)
+        edited = self.editor.decode(face.content, components)
+        if not bool(torch.isfinite(edited).all()):
+            moved = ", ".join(f"{a} {float(s):+g}" for a, s, _ in changes if s) or "the transfer"
+            raise NonFiniteEditError(f"the edit produced non-finite values in the generator ({moved}): the strengths "
+                                     "move the face too far for this model; use smaller ones")
+        return edited
 
 
 def display_copy(image: np.ndarray, min_side: int = 256, max_side: int = 1024) -> np.ndarray:
@@ -228,9 +406,10 @@ def display_copy(image: np.ndarray, min_side: int = 256, max_side: int = 1024) -
         return np.ascontiguousarray(np.repeat(np.repeat(image, k, 0), k, 1))
     if max(h, w) > max_side:
         s = max_side / max(h, w)
-        return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+        size = (max(1, round(w * s)), max(1, round(h * s)))  # reducing_gap: 2-3x faster, pixels within 2 levels
+        return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS, reducing_gap=3.0))
     return image
 
 
 __all__ = ["ALIGN_MODES", "COMPONENT_CHOICES", "Change", "Control", "DEFAULT_STRENGTH", "EditSession", "Face",
-           "display_copy", "spec_of"]
+           "NonFiniteEditError", "PhotoGoneError", "display_copy", "spec_of"]
