@@ -20,8 +20,10 @@ unless ``--recipe`` says otherwise (docs/editing.md); they are fitted from label
 ``--boundary_lists DIR`` with a preset: the release's ``boundary_lists`` folder), on first use, and
 stored in ``<checkpoint folder>/boundaries/<checkpoint stem>/``. Writes ``DIR/<stem>.png``
 (``DIR/<stem>_s<strength>.png`` for a sweep); default DIR
-``output/<checkpoint stem>/attr_<name>[_<component>]/``. With ``--align`` inputs are photos: the face is
-aligned, edited and pasted back into the photo.
+``output/<checkpoint stem>/attr_<name>[_<component>]/``. With ``--names release`` (the default for
+released checkpoints and runs trained from the release's configs, see ``editing.cli``) an all-digit
+stem is written as the number, as the release's script (``00123.png`` -> ``123.png``). With
+``--align`` inputs are photos: the face is aligned, edited and pasted back into the photo.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from pathlib import Path
 from data_loader.synthfaces import ATTRIBUTE_COMPONENTS
 from editing import (PRESETS, RECIPES, BoundaryError, LabelSource, ListLabels, component_indices, component_label,
                      default_boundary_dir, default_label_source, find_stored, get_boundary)
-from editing.cli import (GridWriter, Inputs, add_common_args, check_align_args, check_unique_stems, collect_inputs,
-                         open_editor, output_dir, parse_strengths, strength_tag)
+from editing.cli import (GridWriter, Inputs, add_common_args, add_names_arg, check_align_args, check_unique_stems,
+                         collect_inputs, open_editor, output_dir, output_names, parse_strengths, strength_tag)
 from model.boxes import COMPONENTS
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.errors import UserError
@@ -76,6 +78,7 @@ def build_parser() -> ArgumentParser:
                    "of the class means) or conditional (the attribute's effect with the other labels fixed); default: "
                    "the checkpoint's editing.boundary_recipe (release where its config names none)")
     b.add_argument("--boundary_seed", type=int, default=0, help="seed of the recipe's shuffles (default 0)")
+    add_names_arg(p)
     add_common_args(p)
     return p
 
@@ -115,6 +118,7 @@ def main(argv=None) -> int:
     if bool(pos_list) != bool(neg_list):
         raise UserError("give both --pos_list and --neg_list")
     editor = open_editor(args)
+    names = output_names(args, editor, paths)
     bdir = args.boundary_dir or default_boundary_dir(args.resume)
     fit = dict(refit=args.refit, recipe=args.recipe, seed=args.boundary_seed)
     if pos_list:
@@ -164,10 +168,11 @@ def main(argv=None) -> int:
     name = args.attr.lower() if preset else boundary.attribute
     task = f"attr_{name}" + (f"_{component_label(args.component)}" if args.component else "")
     out = output_dir(args, task, paths)
-    def out_name(path: Path, s: float) -> str:
-        return f"{path.stem}_{strength_tag(s)}.png" if sweep else f"{path.stem}.png"
+    def out_name(position: int, s: float) -> str:
+        return f"{names[position]}_{strength_tag(s)}.png" if sweep else f"{names[position]}.png"
 
-    inputs = Inputs(editor, args, out, photos=paths, outputs=[out_name(p, s) for p in paths for s in strengths])
+    inputs = Inputs(editor, args, out, photos=paths,
+                    outputs=[out_name(k, s) for k in range(len(paths)) for s in strengths])
     grid = GridWriter(out, args.grid)
     count = 0
     with progress(len(paths), f"attribute {name}") as bar:
@@ -177,7 +182,7 @@ def main(argv=None) -> int:
             recon = editor.decode(content, components) if args.grid else None
             for j, it in enumerate(items):
                 for s, e in zip(strengths, edits):
-                    inputs.save(it, e[j], out / out_name(it.path, s))
+                    inputs.save(it, e[j], out / out_name(it.position, s))
                 if args.grid:
                     grid.add([x[j], recon[j]] + [e[j] for e in edits])
             count += len(items) * len(strengths)

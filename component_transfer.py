@@ -9,9 +9,12 @@ Targets and references pair by position, or one reference serves every target;
 ``--pairs TARGETS.txt REFERENCES.txt`` pairs two list files line by line, as the release's
 ``test.txt`` with ``shuffled_test.txt`` (line k of one with line k of the other). Writes
 ``DIR/<target stem>.png`` (``DIR/<target stem>_<component>.png`` when several --component values
-are given); default DIR ``output/<checkpoint stem>/component_transfer/``. With ``--align`` targets and
-references are photos: both are aligned, and the output is the target photo with the edited face
-pasted back (``--all_faces``: every face of the target takes the reference's components).
+are given); default DIR ``output/<checkpoint stem>/component_transfer/``. The target's stem is kept
+as it is, zero padding included (FFHQ's ``00123.png`` -> ``00123.png``), for every checkpoint: the
+release's script names its outputs so too (unlike its reconstruction and attribute scripts, see
+``editing.cli``). With ``--align`` targets and references are photos: both are aligned, and the
+output is the target photo with the edited face pasted back (``--all_faces``: every face of the
+target takes the reference's components).
 """
 from __future__ import annotations
 

@@ -3,19 +3,25 @@
     python reconstruction.py --resume CKPT --data_path IMG_OR_DIR_OR_LIST [...] [--out DIR] [--grid] [--save_real]
     python reconstruction.py --resume CKPT --data_path photo.jpg --align --out DIR   # your own photo
 
-Writes ``DIR/<input stem>.png`` per input (default DIR: ``output/<checkpoint stem>/reconstruction/``);
+Writes ``DIR/<name>.png`` per input (default DIR: ``output/<checkpoint stem>/reconstruction/``);
 with ``--align`` it is the whole photo with the reconstructed face pasted back. ``--save_real`` also
 writes the model-size input the network saw (decoded, resized with OpenCV INTER_LINEAR; with
-``--align`` the aligned crop) as ``DIR/real/<input stem>.png``: the real images the reconstruction
+``--align`` the aligned crop) as ``DIR/real/<name>.png``: the real images the reconstruction
 metrics compare against, as the release's ``real/`` folder
 (``python -m evaluation.compare --real DIR/real --fake DIR``).
+
+``<name>`` is the input's stem; with ``--names release`` (the default for released checkpoints and
+runs trained from the release's configs, see ``editing.cli``) an all-digit stem is written as the
+number, as the release's script: FFHQ's ``00123.png`` -> ``123.png``, CelebA-HQ's ``7070.jpg`` ->
+``7070.png``.
 """
 from __future__ import annotations
 
 import sys
+from itertools import chain
 
-from editing.cli import GridWriter, Inputs, NamePlan, add_common_args, check_align_args, check_unique_stems, \
-    collect_inputs, open_editor, output_dir, photo_name_candidates
+from editing.cli import GridWriter, Inputs, NamePlan, add_common_args, add_names_arg, check_align_args, \
+    check_unique_stems, collect_inputs, open_editor, output_dir, output_names, photo_name_candidates
 from utils.cli import ArgumentParser, main_guard, progress
 from utils.image_io import save_image
 
@@ -25,7 +31,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data_path", nargs="+", required=True, metavar="INPUT",
                    help="image files, folders of images or .txt list files")
     p.add_argument("--save_real", action="store_true",
-                   help="also write the resized input as DIR/real/<stem>.png (the metrics' real images)")
+                   help="also write the resized input as DIR/real/<name>.png (the metrics' real images)")
+    add_names_arg(p)
     add_common_args(p)
     return p
 
@@ -38,8 +45,9 @@ def main(argv=None) -> int:
     check_unique_stems(paths, "inputs")
     output_dir(args, "reconstruction", paths, create=False)  # bad --out fails before the model loads
     editor = open_editor(args)
+    names = output_names(args, editor, paths)
     out = output_dir(args, "reconstruction", paths)
-    inputs = Inputs(editor, args, out, photos=paths, outputs=[f"{p.stem}.png" for p in paths])
+    inputs = Inputs(editor, args, out, photos=paths, outputs=[f"{n}.png" for n in names])
     grid = GridWriter(out, args.grid)
     # With --all_faces, real/<stem>_face<k>.png of one photo must not meet real/<stem>.png of another.
     real_names = NamePlan()
@@ -48,10 +56,11 @@ def main(argv=None) -> int:
         for items, x in inputs.batches(paths, editor.batch_size):
             y = editor.reconstruct(x)
             for it, xi, yi in zip(items, x, y):
-                inputs.save(it, yi, out / f"{it.path.stem}.png")
+                inputs.save(it, yi, out / f"{names[it.position]}.png")
                 if args.save_real:
                     tag = it.photo.tag(it.face) if it.photo is not None else ""
-                    base = real_names.claim(it.position, ".png", photo_name_candidates(it.path), str(it.path))
+                    base = real_names.claim(it.position, ".png",
+                                            chain([names[it.position]], photo_name_candidates(it.path)), str(it.path))
                     save_image(xi, out / "real" / f"{base}{tag}.png")
                 grid.add([xi, yi])
             count += len(items)

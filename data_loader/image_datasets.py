@@ -16,6 +16,11 @@ used instead when only it exists (``utils.image_io.resolve_entry``). The officia
 ``test.txt`` is absent. 700 of the official CelebA-HQ validation ids also occur in its training
 list; ``train_overlap="official"`` keeps them (reproduces the release), ``"exclude"`` (default)
 drops from the training split every id listed in ``val.txt`` or ``test.txt``.
+
+Output names (``OUTPUT_NAMES``, used by the editing scripts): the release's reconstruction and
+attribute scripts name an output after the image's id as a number, ``str(int(id)) + ".png"``, for
+CelebA-HQ and FFHQ alike (FFHQ's ``00123.png`` -> ``123.png``); :func:`output_stem` gives that
+spelling (``release``) or the input's stem unchanged (``stem``).
 """
 from __future__ import annotations
 
@@ -32,6 +37,16 @@ from utils.image_io import (IMAGE_EXTENSIONS, RESIZE_METHODS, ImageError, PathLi
 
 SPLITS = ("train", "val", "test")
 OVERLAP_MODES = ("official", "exclude")
+OUTPUT_NAMES = ("stem", "release")
+
+
+def output_stem(stem: str, names: str = "stem") -> str:
+    """The name (without ``.png``) of the output for an input file stem: ``release`` writes an
+    all-digit stem as the number, without leading zeros (``00123`` -> ``123``, ``0000`` -> ``0``),
+    other stems unchanged; ``stem`` keeps every stem as it is."""
+    if names not in OUTPUT_NAMES:
+        raise ValueError(f"output names must be one of {', '.join(OUTPUT_NAMES)}, got {names!r}")
+    return canonical_id(stem) if names == "release" and stem.isascii() else stem
 
 
 def parse_image_size(image_size) -> int:

@@ -1,6 +1,15 @@
 """Plumbing shared by the editing scripts (``reconstruction.py``, ``component_transfer.py``,
 ``attr_manipulation.py``): common flags, inputs, outputs, image batches and grids, and the photo
-flags (``--align``: detect, align like the training data, edit, paste back; see ``editing.align``)."""
+flags (``--align``: detect, align like the training data, edit, paste back; see ``editing.align``).
+
+Output names (``--names``, :func:`output_names`): ``reconstruction.py`` and
+``attr_manipulation.py`` name an output after its input's stem. The release's scripts write the
+image's id as a number (``str(int(id)) + ".png"``): FFHQ's ``00123.png`` becomes ``123.png``, while
+CelebA-HQ's images (``7070.jpg``) already carry that spelling. ``--names release`` writes an
+all-digit stem so (other stems unchanged), ``--names stem`` keeps every stem. The default is
+``release`` for a checkpoint whose config is in the release's form (a released checkpoint) or
+names ``editing.output_names`` ``release`` (a run trained from the release's config), ``stem``
+otherwise. ``component_transfer.py`` keeps the target's stem, as the release's does."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +25,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from data_loader.image_datasets import OUTPUT_NAMES, output_stem
+from model.variants.legacy import is_release_config
 from utils.errors import AlignError, ImageError, UserError
 from utils.image_io import (DEFAULT_RESIZE, RESIZE_METHODS, array_to_tensor, check_resize, make_grid, read_rgb_array,
                             resize_uint8, resolve_inputs, save_image)
@@ -40,6 +51,38 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help="how inputs of another size are resized: opencv (default, the release's INTER_LINEAR) or "
                         "antialias (PIL bicubic with antialiasing)")
     add_align_args(p)
+
+
+def add_names_arg(p: argparse.ArgumentParser) -> None:
+    """``--names``: how outputs are named after their inputs (see the module docstring)."""
+    p.add_argument("--names", choices=OUTPUT_NAMES, default=None,
+                   help="output names: release (an all-digit input stem as the number, 00123 -> 123.png, as the "
+                        "release's scripts) or stem (the input's stem as it is); default: release for released "
+                        "checkpoints and runs trained from the release's configs, stem otherwise")
+
+
+def default_output_names(config) -> str:
+    """The output names of a checkpoint's training config: ``release`` for a config in the
+    release's form, else its ``editing.output_names``, else ``stem``."""
+    if is_release_config(config):
+        return "release"
+    editing = config.get("editing") if isinstance(config, dict) else None
+    names = editing.get("output_names") if isinstance(editing, dict) else None
+    return names if names in OUTPUT_NAMES else "stem"
+
+
+def output_names(args, editor: Editor, paths: Sequence[Path]) -> list[str]:
+    """The output stem of every input under ``--names`` (default: the checkpoint's,
+    :func:`default_output_names`); a UserError when two inputs would get the same one."""
+    names = args.names or default_output_names(editor.config)
+    stems = [output_stem(p.stem, names) for p in paths]
+    seen: dict[str, Path] = {}
+    for p, stem in zip(paths, stems):
+        if stem in seen and seen[stem] != p:
+            raise UserError(f"the inputs {seen[stem]} and {p} would both be written as {stem}.png (--names {names}); "
+                            "run them separately with different --out folders, or give --names stem")
+        seen[stem] = p
+    return stems
 
 
 def open_editor(args) -> Editor:

@@ -1,9 +1,16 @@
 """Typed training configuration, read from the official-style JSON (one dataclass per block).
 
 Unknown keys and wrong types fail on load with a message that lists the valid keys.
+
+A config in the release's own form (its JSON files, the config inside a released checkpoint;
+recognised by :func:`model.variants.legacy.is_release_config`) trains as the release does:
+:func:`release_to_project` maps it, the same for ``-c`` and ``-r``, and each mapping is one of the
+config's ``notes`` (``train.py`` prints them as ``notice:`` lines). A config in the project's form
+keeps the defaults for new work.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -11,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from data_loader.masks import MIN_WIDTH, OFFICIAL_MIN_SIZE, mask_settings
+from data_loader.image_datasets import OUTPUT_NAMES
+from data_loader.masks import DATASET_MASKS, MIN_WIDTH, OFFICIAL_MIN_SIZE, mask_settings
 from data_loader.registry import DatasetSpec, dataset_image_size, parse_dataset_spec
 from model.config import BOUNDARY_RECIPES, ModelConfig, build_model_config
+from model.variants.legacy import RELEASE_LAUNCHER_KEYS, is_release_config, upgrade_network_args
 from utils.config import build, check_range, reject_unknown, resolve_base, shown
 from utils.errors import ConfigError
 
@@ -176,13 +185,19 @@ def check_scheduler(key: str, spec: "Spec") -> None:
 @dataclass
 class EditingConfig:
     """How the editing tools treat this run's checkpoints by default: ``boundary_recipe`` (one of
-    ``model.config.BOUNDARY_RECIPES``; ``release`` as the official code)."""
+    ``model.config.BOUNDARY_RECIPES``; ``release`` as the official code) and ``output_names``
+    (``data_loader.image_datasets.OUTPUT_NAMES``: ``stem``, the input's stem; ``release``, an
+    all-digit stem without leading zeros as the release's scripts write it)."""
     boundary_recipe: str = "release"
+    output_names: str = "stem"
 
     def __post_init__(self):
         if self.boundary_recipe not in BOUNDARY_RECIPES:
             raise ConfigError(f"editing.boundary_recipe {shown(self.boundary_recipe)} unknown; valid: "
                               f"{', '.join(BOUNDARY_RECIPES)}")
+        if self.output_names not in OUTPUT_NAMES:
+            raise ConfigError(f"editing.output_names {shown(self.output_names)} unknown; valid: "
+                              f"{', '.join(OUTPUT_NAMES)}")
 
 
 @dataclass
@@ -267,13 +282,70 @@ def parse_loss(raw, notes: list) -> LossConfig:
     return cfg
 
 
+#: ``data_name`` of a release config -> the project's data set type (the release has one class,
+#: ``CelebAHQDataset``, in a loader module per data set: the module, picked by ``data_name``,
+#: decides the hole masks).
+RELEASE_DATA_SETS = {"celebahq": "CelebAHQDataset", "ffhq": "FFHQDataset"}
+
+
+def release_to_project(data: dict) -> tuple[dict, list[str]]:
+    """A training config in the release's form (JSON dict) mapped to the project's, as the release
+    trains, and one note per mapping: launcher entries dropped; the listed LR schedulers not
+    applied (``trainer.lr_schedulers`` ``ignore``: the release never creates them); the training
+    list kept whole (``data_set.args.train_overlap`` ``official``); the data set of ``data_name``
+    (``ffhq``: ``FFHQDataset``), whose hole masks the data set decides (CelebA-HQ p 0.5 / width
+    16, FFHQ p 0.7 / width 70); the editing tools' output names as the release's
+    (``editing.output_names`` ``release``). What the config sets already is kept."""
+    out = {k: copy.deepcopy(v) for k, v in data.items() if k not in RELEASE_LAUNCHER_KEYS}
+    notes = []
+    launcher = [k for k in data if k in RELEASE_LAUNCHER_KEYS]
+    if launcher:
+        notes.append(f"dropped the release's launcher entries {', '.join(launcher)}")
+    trainer = out.setdefault("trainer", {})
+    listed = [k for k in ("lr_scheduler_G", "lr_scheduler_D") if out.get(k) is not None]
+    if isinstance(trainer, dict) and "lr_schedulers" not in trainer:
+        trainer["lr_schedulers"] = "ignore"
+        if listed:
+            notes.append(f"{' and '.join(listed)} are listed but the release never creates them: "
+                         "trainer.lr_schedulers \"ignore\" (constant learning rate)")
+    ds = out.get("data_set")
+    if isinstance(ds, dict) and ds.get("type") == "CelebAHQDataset" and out.get("data_name") in RELEASE_DATA_SETS:
+        kind = RELEASE_DATA_SETS[out["data_name"]]
+        if kind != ds["type"]:
+            ds["type"] = kind
+            notes.append(f"data_name {out['data_name']}: data_set.type CelebAHQDataset is read as {kind} (the release "
+                         "picks its loader by data_name)")
+        dl = out.get("data_loader")
+        if not (isinstance(dl, dict) and ("mask_p" in dl or "mask_width" in dl)):
+            p, width = DATASET_MASKS[kind]
+            notes.append(f"hole masks of {kind}: p {p:g}, width {width}, as the release's {out['data_name']} loader")
+    if isinstance(ds, dict) and ds.get("type") in RELEASE_DATA_SETS.values():
+        args = ds.setdefault("args", {})
+        if isinstance(args, dict) and "train_overlap" not in args:
+            args["train_overlap"] = "official"
+            notes.append("the release trains on its whole train.txt: data_set.args.train_overlap \"official\" keeps "
+                         "the ids that val.txt or test.txt also list (for CelebA-HQ, 700 validation ids)")
+    editing = out.setdefault("editing", {})
+    if isinstance(editing, dict) and "output_names" not in editing:
+        editing["output_names"] = "release"
+        notes.append("the editing scripts name this run's outputs as the release: editing.output_names \"release\" "
+                     "(00123.png -> 123.png)")
+    return out, notes
+
+
 def parse_config(data: dict, where: str = "config") -> TrainConfig:
     """Validate a JSON config dict into a TrainConfig: every block, the data set included, and the
-    model it builds. What was read in an older form is listed in the config's ``notes``."""
+    model it builds. A config in the release's form is mapped first (:func:`release_to_project`).
+    What was mapped or read in an older form is listed in the config's ``notes``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object")
     check_depth(data, where)
     notes: list[str] = []
+    if is_release_config(data):
+        data, notes = release_to_project(data)
+        notes.insert(0, "the config is in the release's own form (none of the project's keys), so it trains as the "
+                        "release does; a project key (e.g. \"description\") makes it a project config with the "
+                        "defaults for new work")
     kwargs = dict(data)
     for key, value in data.items():
         if key in _BLOCKS and value is not None:
@@ -305,7 +377,6 @@ def parse_config(data: dict, where: str = "config") -> TrainConfig:
             if data.get(key) is not None:
                 raise ConfigError(f"{where}: {key} has no effect: the loss has no adversarial term (g_loss_weight 0), "
                                   "so no discriminator is built; remove it")
-    from model.variants.legacy import upgrade_network_args
     types, args, upgraded = upgrade_network_args(cfg.model_arch, {p: getattr(cfg, p).type for p in NETWORK_BLOCKS},
                                                  {p: dict(getattr(cfg, p).args) for p in NETWORK_BLOCKS})
     for p in NETWORK_BLOCKS:

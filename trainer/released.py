@@ -15,7 +15,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .config import (DataLoaderConfig, LossConfig, OptimizerConfig, TrainConfig, TrainerConfig)
+from model.variants.legacy import is_release_config
+
+from .config import DataLoaderConfig, LossConfig, OptimizerConfig, TrainConfig, TrainerConfig, release_to_project
 
 _BLOCK_FIELDS = {
     "data_loader": DataLoaderConfig, "loss": LossConfig, "optimizer_G": OptimizerConfig,
@@ -24,13 +26,14 @@ _BLOCK_FIELDS = {
 
 
 def config_from_release(config: dict) -> tuple[dict, list[str]]:
-    """The project's training config (JSON dict) for a released checkpoint's config, and the
-    entries that were dropped (launcher state and keys the project does not know).
+    """The training config (JSON dict) of a released checkpoint's config, and the entries that were
+    dropped (launcher state and keys the project does not know).
 
-    Mapped as the release trains: its LR schedulers are listed but never created
-    (``trainer.lr_schedulers = "ignore"``), the 700 CelebA-HQ validation ids stay in the training
-    list (``train_overlap = "official"``), images are resized with OpenCV INTER_LINEAR and hole
-    masks take the data set's official settings."""
+    It trains as the release does (:func:`trainer.config.release_to_project`: LR schedulers listed
+    but not created, the training list kept whole, hole masks by ``data_name``, the release's
+    output names). A config in the release's form comes back as it is: :func:`parse_config` maps
+    it and lists each mapping in its notes, exactly as for ``train.py -c`` with the release's JSON.
+    Any other config (a project config stored in a released-format file) is mapped here."""
     top = {f.name for f in fields(TrainConfig)}
     out, dropped = {}, []
     for key, value in config.items():
@@ -45,13 +48,8 @@ def config_from_release(config: dict) -> tuple[dict, list[str]]:
                 if k not in valid:
                     dropped.append(f"{block}.{k}")
                     del out[block][k]
-    trainer = out.setdefault("trainer", {})
-    trainer.setdefault("lr_schedulers", "ignore")
-    ds = out.get("data_set")
-    if isinstance(ds, dict) and ds.get("type") in ("CelebAHQDataset", "FFHQDataset"):
-        args = ds.setdefault("args", {})
-        args.setdefault("train_overlap", "official")
-        args.setdefault("resize", "opencv")
+    if not is_release_config(out):
+        out = release_to_project(out)[0]
     return out, dropped
 
 
