@@ -283,8 +283,8 @@ def list_images(folder: PathLike) -> list[Path]:
 
 def canonical_id(stem: str) -> str:
     """The release's spelling of a numeric id: ``str(int(id))`` (``07070`` -> ``7070``); other
-    stems are returned unchanged."""
-    return str(int(stem)) if stem.isdigit() else stem
+    stems (``²``, which ``str.isdigit`` accepts, included) are returned unchanged."""
+    return str(int(stem)) if stem.isascii() and stem.isdigit() else stem
 
 
 def entry_candidates(entry: str, default_ext: str = ".jpg") -> list[str]:

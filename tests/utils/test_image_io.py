@@ -78,3 +78,10 @@ def test_opening_a_photo_leaves_pil_max_image_pixels_unchanged(tmp_path, monkeyp
         open_rgb(tmp_path / "photo.png")
     assert open_rgb(tmp_path / "photo.png", max_pixels=64 * 48).size == (48, 64)
     assert writes == [] and PIL.Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_canonical_id_drops_zero_padding_of_ascii_ids_only():
+    from utils.image_io import canonical_id
+    assert canonical_id("07070") == "7070" and canonical_id("0") == "0"
+    assert canonical_id("face_01") == "face_01"
+    assert canonical_id("²") == "²" and canonical_id("０１") == "０１"  # digits int() would refuse or reread
