@@ -2,7 +2,7 @@
 
     python -m evaluation.compare --real DIR --fake DIR --metrics mse,psnr,ssim,lpips,fid
     python -m evaluation.compare --real recon/ --fake edited/ --metrics mse_irr,ifg --components mouth \
-        --discriminator CKPT
+        --discriminator latest.pt
 
 Images pair by file stem (``001.png`` with ``001.jpg``), sorted by stem or in the order of a list
 file (``--list test.txt``, as the release reads them); unpaired files are skipped with a notice.
@@ -13,12 +13,21 @@ ifg, arc_dis); ``--fake`` the reconstructions or edits.
 The release's conventions by default: evaluation batches of ``--batch_size 8`` pairs; per batch
 MSE and LPIPS on [-1, 1], PSNR (from the batch MSE) and SSIM (``pytorch_ssim``: zero padding,
 borders kept) on images min-max rescaled per image; every per-batch value weighted by its batch
-size (``sum(v_b * n_b) / N``); IFG scores images one at a time. The project's earlier variants:
-``--no_minmax`` (plain ``(x + 1) / 2``), ``--ssim_variant skimage`` (scikit-image, borders cropped)
-and ``--unweighted_batches`` (plain mean of the per-batch values). Images of another size are
-resized with OpenCV INTER_LINEAR (``--resize antialias``: PIL bicubic with antialiasing). FID uses
-all paired images of each folder. See evaluation/README.md. Bad input ends with one
-``error: ...`` line and exit status 2.
+size (``sum(v_b * n_b) / N``); IFG scores images one at a time; MSE_irr of images larger than
+256 px is the release's: both files read and resized to 256 as ``d_score.py`` does
+(:func:`evaluation.release_ifg.release_scores`; ``--mse_irr_full_size``: the loaded images at full
+size). The project's earlier variants: ``--no_minmax`` (plain ``(x + 1) / 2``),
+``--ssim_variant skimage`` (scikit-image, borders cropped) and ``--unweighted_batches`` (plain mean
+of the per-batch values). Images of another size are resized with OpenCV INTER_LINEAR
+(``--resize antialias``: PIL bicubic with antialiasing). FID uses all paired images of each folder.
+See evaluation/README.md. Bad input ends with one ``error: ...`` line and exit status 2.
+
+IFG is the paper's only with the release's discriminator (``--discriminator latest.pt``, a 256-px
+rosinality StyleGAN2): then every pair is read from its files and scored as the release's
+``d_score.py`` does (:mod:`evaluation.release_ifg`), whatever ``--size`` and ``--resize`` say. Any
+other discriminator (the checkpoint's own, another StyleGAN2, TorchScript) scores the loaded images,
+and the printed table and the JSON label its IFG as not the paper's
+(:func:`evaluation.discriminators.ifg_label`).
 
 ``--json`` never overwrites an input: a path that is one of the input files (an image of either
 folder, the list file, a metric network) is refused before anything is computed, and so is an
@@ -46,9 +55,10 @@ from utils.image_io import IMAGE_EXTENSIONS, RESIZE_METHODS, list_images, load_i
 
 from .arcface import load_arcface
 from .attr_classifier import load_classifier
-from .discriminators import load_discriminator
+from .discriminators import discriminator_kind, ifg_label, load_discriminator
 from .fid import FeatureAccumulator, inception_features
-from .metrics import METRICS, frechet_distance, lpips_model
+from .metrics import METRICS, MSE_IRR_SIZE, frechet_distance, lpips_model
+from .release_ifg import release_scores
 
 PIXEL_METRICS = ("mse", "psnr", "ssim", "lpips", "mse_irr", "ifg", "arc_dis", "attr_acc")
 
@@ -82,8 +92,12 @@ def build_parser():
                    "(default: torch hub's checkpoint folder)")
     p.add_argument("--inception", default=None, metavar="PATH", help="pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth (default: torch hub's checkpoint folder)")
-    p.add_argument("--discriminator", default=None, metavar="PATH", help="for ifg: a checkpoint with a "
-                   "discriminator, a StyleGAN2 (rosinality) file, or a TorchScript module with --trust_code")
+    p.add_argument("--discriminator", default=None, metavar="PATH", help="for ifg: the release's latest.pt "
+                   "(a 256-px rosinality StyleGAN2: the paper's IFG), or, labelled not the paper's, a checkpoint "
+                   "with a discriminator, another StyleGAN2 file, or a TorchScript module with --trust_code")
+    p.add_argument("--mse_irr_full_size", action="store_true", help="MSE_irr at the images' full size (default: "
+                   "images above 256 px read from the files and resized to 256 with OpenCV INTER_LINEAR, as the "
+                   "release)")
     p.add_argument("--arcface", default=None, metavar="PATH", help="for arc_dis: an arcface_torch IResNet "
                    "state_dict, or an ArcFace TorchScript file with --trust_code")
     p.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
@@ -142,6 +156,17 @@ def pair_files(real_dir: str, fake_dir: str, notice=lambda m: print(m, file=sys.
         notice(f"notice: {len(real) - len(common)} --real and {len(fake) - len(common)} --fake images have no "
                f"counterpart and are skipped; comparing {len(common)} pairs")
     return [(s, real[s], fake[s]) for s in common]
+
+
+def mse_irr_label(img_size: int, irr_size: Optional[int]) -> str:
+    """What compare's MSE_irr of ``img_size``-px images is (``irr_size`` None: full size)."""
+    if irr_size is not None and img_size > irr_size:
+        return f"MSE_irr at {irr_size} px, read from the files as the release"
+    if img_size == MSE_IRR_SIZE:
+        return f"MSE_irr at {img_size} px, as the release"
+    if img_size < MSE_IRR_SIZE:
+        return f"MSE_irr at {img_size} px (the release compares {MSE_IRR_SIZE}-px images)"
+    return f"MSE_irr at {img_size} px, full size (not the release's {MSE_IRR_SIZE} px)"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -233,9 +258,12 @@ def main(argv=None) -> int:
         extra["fid"] = (FeatureAccumulator(feats), FeatureAccumulator(feats))
     if "ifg" in metrics:
         if not args.discriminator:
-            raise UserError("ifg needs --discriminator PATH (a checkpoint with a discriminator, a StyleGAN2 file or "
-                            "a TorchScript module with --trust_code)")
+            raise UserError("ifg needs --discriminator PATH: the release's latest.pt (a 256-px rosinality StyleGAN2) "
+                            "for the paper's IFG, or a checkpoint with a discriminator, another StyleGAN2 file or a "
+                            "TorchScript module with --trust_code")
         extra["ifg"] = load_discriminator(args.discriminator, device, args.trust_code)
+    paper_ifg = "ifg" in extra and discriminator_kind(extra["ifg"]) == "release"
+    irr_size = None if args.mse_irr_full_size else MSE_IRR_SIZE
     if "arc_dis" in metrics:
         extra["arc_dis"] = load_arcface(args.arcface, device, args.trust_code)
     if "attr_acc" in metrics:
@@ -270,7 +298,13 @@ def main(argv=None) -> int:
             fake = torch.stack([b for _, b in loaded])
         except RuntimeError:
             raise UserError("the --fake images differ in size; pass --size N") from None
-        n = real.shape[0]
+        n, img_size = real.shape[0], real.shape[-1]
+        # The release's d_score.py reads the files itself: the paper's IFG, and MSE_irr of images it resizes.
+        irr_files = "mse_irr" in sums and irr_size is not None and img_size > irr_size
+        rel = None
+        if irr_files or (paper_ifg and "ifg" in sums):
+            rel = release_scores([f for _, _, f in chunk], [r for _, r, _ in chunk],
+                                 extra["ifg"] if paper_ifg else None, args.components if irr_files else None)
         for m in sums:
             if m == "mse":
                 v = METRICS["mse"](real, fake)
@@ -281,7 +315,9 @@ def main(argv=None) -> int:
             elif m == "lpips":
                 v = METRICS["lpips"](real, fake, model=extra["lpips"])
             elif m == "mse_irr":
-                v = METRICS["mse_irr"](real, fake, args.components)
+                v = rel.mse_irr if irr_files else METRICS["mse_irr"](real, fake, args.components, size=irr_size)
+            elif m == "ifg" and paper_ifg:
+                v = rel.ifg
             elif m == "ifg":
                 v = METRICS["ifg"](extra["ifg"], fake, real, batch_size=1)  # one image at a time
             elif m == "arc_dis":
@@ -304,15 +340,22 @@ def main(argv=None) -> int:
     if "fid" in extra:
         results["fid"] = frechet_distance(*extra["fid"][0].statistics(), *extra["fid"][1].statistics())
     results = {m: results[m] for m in metrics}
+    labels = {}
+    if "ifg" in metrics:
+        labels["ifg"] = ifg_label(extra["ifg"], from_files=paper_ifg)
+    if "mse_irr" in metrics:
+        labels["mse_irr"] = mse_irr_label(img_size, irr_size)
     print(f"{len(pairs)} pairs ({args.real} vs {args.fake})")
     for m, v in results.items():
-        print(f"{m:8s} {v:.6g}")
+        print(f"{m:8s} {v:.6g}" + (f"  {labels[m]}" if m in labels else ""))
     if args.json:
         out = {"real": str(args.real), "fake": str(args.fake), "pairs": len(pairs), "batch_size": args.batch_size,
-               "components": args.components, "metrics": results,
+               "components": args.components, "metrics": results, "labels": labels,
+               "discriminator": ({"path": str(args.discriminator), "kind": discriminator_kind(extra["ifg"])}
+                                 if "ifg" in extra else None),
                "conventions": {"minmax": minmax, "ssim_variant": args.ssim_variant,
                                "weighted_batches": not args.unweighted_batches, "resize": args.resize,
-                               "list": args.list}}
+                               "list": args.list, "mse_irr_size": irr_size}}
         write_json_atomic(Path(args.json), json.dumps(out, indent=2) + "\n")
     return 0
 

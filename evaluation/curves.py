@@ -9,6 +9,7 @@ Curve data, one folder per method and attribute (the release's layout)::
     <root>/<method>/<attr>/acc.txt           one line per step: the classifier's count out of N
     <root>/<method>/<attr>/mse_score.txt     one line per step: MSE_irr
     <root>/<method>/<attr>/d_score_drop.txt  one line per step: IFG, mean D(edit) - D(reconstruction)
+    <root>/<method>/<attr>/ifg_label.txt     (a run's own data) which discriminator scored the IFG
 
 The published folder holds ``our_data`` (IA-FaceS) and ``stylegan2_data`` (StyleGAN2 latent
 editing) for ``beard`` and ``bushy`` (1000 faces). ``acc.txt`` counts the faces the attribute
@@ -16,13 +17,17 @@ classifier gives its label: for ``beard`` that classifier is CelebA's ``No_Beard
 of *adding* a beard is ``1 - count / N`` (last published step: 13 -> 0.987); for the others it is
 ``count / N`` (bushy: 994 -> 0.994); :data:`COUNTED_LABEL_IS_TARGET` holds the rule. ``--run``
 points to a run's own data in the same layout (``DIR/<attr>/...`` or ``DIR/<method>/<attr>/...``),
-written with :func:`write_curve_data`; it is drawn beside the published curves.
+written with :func:`write_curve_data`; it is drawn beside the published curves. The published IFG
+is the paper's (the release's ``d_score.py``); a run's IFG carries the label of its discriminator
+(``ifg_label.txt``, :func:`evaluation.discriminators.ifg_label`), in the printed summary and the
+figure's legend.
 
 A run's own data (``--compute``): a preset's edit at ``--steps`` strengths ``alpha * k / steps``
 (k = 1..steps) on the given faces; per step the classifier's count of the label the release counts
 (the preset's label, e.g. ``No_Beard`` for the beard edit), MSE_irr between the reconstruction and the
-edit (the preset's component boxes zeroed) and IFG (images scored one at a time by the checkpoint's
-own discriminator, or ``--discriminator``)::
+edit (the preset's component boxes zeroed; images above 256 px resized to 256, as the release) and
+IFG (in-memory images scored one at a time by the checkpoint's own discriminator, or
+``--discriminator``; never the paper's file pipeline, and labelled so)::
 
     python -m evaluation.curves --compute --resume CKPT --data_path faces/ --attr beard bushy \
         --classifier saved/classifiers/synthfaces_64.pt --run output/curves_run
@@ -46,6 +51,10 @@ PUBLISHED = {"our_data": "IA-FaceS (published)", "stylegan2_data": "StyleGAN2 (p
 COUNTED_LABEL_IS_TARGET = {"beard": False}
 DEFAULT_NUM_FACES = 1000
 FILES = ("acc.txt", "mse_score.txt", "d_score_drop.txt")
+IFG_LABEL_FILE = "ifg_label.txt"
+NO_IFG = "IFG not scored (no discriminator)"
+#: A run's curve data without ``ifg_label.txt`` (written before labels were recorded).
+UNRECORDED_IFG = "IFG (discriminator not recorded, maybe not the paper's)"
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Curve:
     accuracy: np.ndarray
     mse_irr: np.ndarray
     ifg: np.ndarray
+    ifg_label: str = UNRECORDED_IFG
 
     @property
     def steps(self) -> int:
@@ -75,8 +85,10 @@ def accuracy_from_counts(counts: Sequence[float], attribute: str, num_faces: int
     return share if COUNTED_LABEL_IS_TARGET.get(attribute, True) else 1.0 - share
 
 
-def read_curve(folder, attribute: str, label: str, num_faces: int = DEFAULT_NUM_FACES) -> Curve:
-    """The curve in ``folder`` (which holds acc.txt, mse_score.txt, d_score_drop.txt)."""
+def read_curve(folder, attribute: str, label: str, num_faces: int = DEFAULT_NUM_FACES,
+               ifg_label: str = UNRECORDED_IFG) -> Curve:
+    """The curve in ``folder`` (which holds acc.txt, mse_score.txt, d_score_drop.txt); its IFG label
+    from ``ifg_label.txt`` when there is one, else ``ifg_label``."""
     folder = Path(folder)
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:
@@ -85,24 +97,32 @@ def read_curve(folder, attribute: str, label: str, num_faces: int = DEFAULT_NUM_
     n = min(len(acc), len(mse), len(ifg))
     if n == 0:
         raise UserError(f"{folder}: empty curve data")
-    return Curve(label, attribute, accuracy_from_counts(acc[:n], attribute, num_faces), mse[:n], ifg[:n])
+    label_file = folder / IFG_LABEL_FILE
+    if label_file.is_file():
+        ifg_label = label_file.read_text().strip() or ifg_label
+    return Curve(label, attribute, accuracy_from_counts(acc[:n], attribute, num_faces), mse[:n], ifg[:n], ifg_label)
 
 
-def write_curve_data(folder, counts: Sequence[float], mse_irr: Sequence[float], ifg: Sequence[float]) -> Path:
+def write_curve_data(folder, counts: Sequence[float], mse_irr: Sequence[float], ifg: Sequence[float],
+                     ifg_label: str = UNRECORDED_IFG) -> Path:
     """Write a run's curve in the release's layout (``folder`` = ``<root>/<attr>``): counts of the
-    classifier label per step (see :data:`COUNTED_LABEL_IS_TARGET`), MSE_irr and IFG per step."""
+    classifier label per step (see :data:`COUNTED_LABEL_IS_TARGET`), MSE_irr and IFG per step, and
+    which discriminator scored the IFG (``ifg_label.txt``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "acc.txt").write_text("".join(f"{int(round(c))}\n" for c in counts))
     (folder / "mse_score.txt").write_text("".join(f"{v:.6f}\n" for v in mse_irr))
     (folder / "d_score_drop.txt").write_text("".join(f"{v:.6f}\n" for v in ifg))
+    (folder / IFG_LABEL_FILE).write_text(ifg_label + "\n")
     return folder
 
 
 def published_curves(root, attribute: str, num_faces: int = DEFAULT_NUM_FACES) -> list[Curve]:
     """The published curves of ``attribute`` under ``root`` (the inter-curve-score folder)."""
+    from .discriminators import IFG_LABELS  # torch only when needed
+
     root = Path(root)
-    out = [read_curve(root / method / attribute, attribute, label, num_faces)
+    out = [read_curve(root / method / attribute, attribute, label, num_faces, IFG_LABELS["release"])
            for method, label in PUBLISHED.items() if (root / method / attribute).is_dir()]
     if not out:
         raise UserError(f"no published curve for '{attribute}' under {root} (expected "
@@ -126,13 +146,16 @@ def plot_curves(curves_by_attr: dict[str, list[Curve]], out) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .discriminators import is_paper_ifg_label
+
     rows = len(curves_by_attr)
     fig, axes = plt.subplots(rows, 2, figsize=(9, 3.4 * rows), squeeze=False)
     styles = ["o-", "s--", "^-.", "d:", "v-"]
     for r, (attr, curves) in enumerate(curves_by_attr.items()):
         for k, c in enumerate(curves):
             axes[r, 0].plot(c.mse_irr, c.accuracy, styles[k % len(styles)], label=c.label, markersize=4)
-            axes[r, 1].plot(c.ifg, c.accuracy, styles[k % len(styles)], label=c.label, markersize=4)
+            ifg_name = c.label if is_paper_ifg_label(c.ifg_label) else f"{c.label}: {c.ifg_label}"
+            axes[r, 1].plot(c.ifg, c.accuracy, styles[k % len(styles)], label=ifg_name, markersize=4)
         axes[r, 0].set_xlabel("MSE_irr (lower: edit stays local)")
         axes[r, 1].set_xlabel("IFG: D(edit) - D(reconstruction)")
         axes[r, 1].invert_xaxis()  # a larger drop to the right
@@ -141,6 +164,7 @@ def plot_curves(curves_by_attr: dict[str, list[Curve]], out) -> Path:
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
         axes[r, 0].legend(fontsize=8, loc="best")
+        axes[r, 1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +177,8 @@ def compute_curve(editor, images, boundary, preset, classifier, discriminator=No
                   max_strength: Optional[float] = None) -> tuple[list[int], list[float], list[float]]:
     """A run's curve for ``preset`` (an ``editing.Preset``) on ``images`` [N, 3, S, S]:
     per step k = 1..steps the edit ``components += sign * alpha * k / steps * n`` on the preset's components,
-    then (classifier count of the preset's label, MSE_irr, IFG or NaN without a discriminator)."""
+    then (classifier count of the preset's label, MSE_irr at <= 256 px, IFG or NaN without a discriminator;
+    label it with ``evaluation.discriminators.ifg_label(discriminator)``)."""
     import torch
 
     from evaluation.metrics import ifg, mse_irr
@@ -181,7 +206,7 @@ def _compute(args) -> None:
     from model.checkpoint import load_models
 
     from .attr_classifier import load_classifier
-    from .discriminators import load_discriminator
+    from .discriminators import ifg_label, load_discriminator
 
     if not args.resume or not args.data_path or not args.classifier or not args.run:
         raise UserError("--compute needs --resume CKPT, --data_path INPUT, --classifier PATH and --run DIR")
@@ -204,7 +229,7 @@ def _compute(args) -> None:
             raise UserError(f"--compute takes presets ({', '.join(PRESETS)}), got '{attr}'")
         boundary = get_boundary(editor, preset.attribute)
         counts, irr, gaps = compute_curve(editor, images, boundary, preset, clf, D, args.steps)
-        write_curve_data(Path(args.run) / attr, counts, irr, gaps)
+        write_curve_data(Path(args.run) / attr, counts, irr, gaps, ifg_label(D) or NO_IFG)
     print(f"wrote curve data of {len(paths)} faces to {args.run}", file=sys.stderr)
 
 
@@ -227,7 +252,8 @@ def build_parser():
     c.add_argument("--img_dir", default=None, help="folder that list entries resolve against")
     c.add_argument("--classifier", default=None, metavar="PATH", help="attribute classifier "
                    "(python -m evaluation.attr_classifier)")
-    c.add_argument("--discriminator", default=None, metavar="PATH", help="for IFG (default: the checkpoint's D)")
+    c.add_argument("--discriminator", default=None, metavar="PATH", help="for IFG (default: the checkpoint's D); "
+                   "scored on in-memory images, so labelled not the paper's whatever the file")
     c.add_argument("--trust_code", action="store_true", help=TRUST_CODE_HELP)
     c.add_argument("--steps", type=int, default=10, help="edit steps (default 10)")
     c.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -258,7 +284,7 @@ def main(argv=None) -> int:
     for attr, curves in data.items():
         for c in curves:
             print(f"{attr:8s} {c.label:24s} {c.steps} steps, last: accuracy {c.accuracy[-1]:.3f}, "
-                  f"MSE_irr {c.mse_irr[-1]:.4f}, IFG {c.ifg[-1]:.3f}")
+                  f"MSE_irr {c.mse_irr[-1]:.4f}, IFG {c.ifg[-1]:.3f}  [{c.ifg_label}]")
     print(f"wrote {out}")
     return 0
 

@@ -18,9 +18,12 @@ lpips      LPIPS (VGG, "net-lin" v0.1) on [-1, 1]; mean over the images
 fid        Frechet distance between the feature statistics of two image sets (pytorch-fid's
            Inception pool3 features by default; see ``evaluation.fid``)
 mse_irr    MSE between the source reconstruction and the edited image with the edited
-           components' boxes zeroed in both (the mean runs over all pixels)
+           components' boxes zeroed in both (the mean runs over all pixels); images larger than
+           256 px are first resized to 256 with OpenCV INTER_LINEAR, as the release
 ifg        mean ``D(edited) - D(source reconstruction)`` under a discriminator, images scored
-           one at a time (a StyleGAN2 D's minibatch-stddev layer makes scores batch-dependent)
+           one at a time (a StyleGAN2 D's minibatch-stddev layer makes scores batch-dependent);
+           the paper's IFG (the release's discriminator on image files) is
+           ``evaluation.release_ifg.score_ifg_release``
 arc_dis    mean ArcFace distance ``1 - cos`` between source reconstruction and edit, over the
            faces a detector finds (see ``evaluation.arcface``)
 attr_acc   share of edited images an attribute classifier labels with the target attribute
@@ -264,13 +267,25 @@ def fid(real: Tensor, fake: Tensor, features: Optional[Callable[[Tensor], Tensor
 
 
 # ---------------------------------------------------------------------------------------- editing
-def mse_irr(source: Tensor, edited: Tensor, components: ComponentSpec, reduction: str = "mean"):
-    """MSE on [-1, 1] between the source reconstruction and the edited image, with the edited
-    components' metric boxes (:func:`metric_boxes`) zeroed in both; the mean runs over all pixels
-    (boxes included, as zeros)."""
+#: MSE_irr's image size: the release resizes both images to 256 px before comparing them.
+MSE_IRR_SIZE = 256
+
+
+def mse_irr(source: Tensor, edited: Tensor, components: ComponentSpec, reduction: str = "mean",
+            size: Optional[int] = MSE_IRR_SIZE):
+    """MSE on [-1, 1] between the source reconstruction and the edited image [B, 3, S, S], with the
+    edited components' metric boxes (:func:`metric_boxes`) zeroed in both; the mean runs over all
+    pixels (boxes included, as zeros).
+
+    ``size`` (default 256, the release): images larger than ``size`` are first resized to it with
+    OpenCV INTER_LINEAR (as floats; the release resizes the uint8 files) and the boxes are those at
+    ``size``; smaller images keep their size (the release has no models below 256 px). ``None``:
+    every image at its full size, with the boxes at that size."""
     a, b = _pair(source, edited)
     if a.shape[-1] != a.shape[-2]:
         raise MetricError(f"MSE_irr needs square aligned faces, got {a.shape[-1]}x{a.shape[-2]}")
+    if size is not None and a.shape[-1] > int(size):
+        a, b = _resize(a.float(), int(size)).double(), _resize(b.float(), int(size)).double()
     keep = box_mask(a.shape[-1], components, inside=False)
     return _reduce(((a - b) * keep).square().flatten(1).mean(1), reduction)
 
@@ -320,7 +335,9 @@ def discriminator_scores(discriminator: torch.nn.Module, images: Tensor, batch_s
 
 def ifg(discriminator: torch.nn.Module, edited: Tensor, source: Tensor, batch_size: int = 1) -> float:
     """Image fidelity gap: ``mean D(edited) - mean D(source reconstruction)`` (negative: the edits
-    look less real to D than the reconstructions); images scored one at a time by default."""
+    look less real to D than the reconstructions); images in memory, scored one at a time by
+    default. Any discriminator: label the value with ``evaluation.discriminators.ifg_label(D)``;
+    the paper's IFG is ``evaluation.release_ifg.score_ifg_release`` (the release's D, image files)."""
     e, s = _pair(edited, source)
     return float(discriminator_scores(discriminator, e, batch_size).mean()
                  - discriminator_scores(discriminator, s, batch_size).mean())
@@ -376,5 +393,5 @@ METRICS: dict[str, Callable] = {
 
 __all__ = ["METRICS", "MetricError", "activation_statistics", "arc_dis", "attribute_accuracy", "box_mask",
            "component_indices", "discriminator_scores", "fid", "frechet_distance", "ifg", "lpips_distance",
-           "lpips_model", "masked_mse", "matrix_sqrt", "metric_boxes", "minmax_unit", "mse", "mse_irr", "psnr",
-           "ssim", "ssim_map", "gaussian_window", "to_unit"]
+           "lpips_model", "masked_mse", "matrix_sqrt", "metric_boxes", "minmax_unit", "mse", "mse_irr", "MSE_IRR_SIZE",
+           "psnr", "ssim", "ssim_map", "gaussian_window", "to_unit"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..discriminators import is_paper_ifg_label
 from .runner import FIT_FACES, FIT_SCALES, FIT_SUCCESS
 from .targets import _fmt, editing_targets_met
 
@@ -12,10 +13,21 @@ def ifg_status(discriminator: Optional[str], why_none: str) -> dict:
     return {"scored": bool(discriminator), "reason": None if discriminator else why_none}
 
 
-def _ifg_text(s: dict) -> str:
+#: Results written before the runner recorded its discriminator's kind.
+UNRECORDED_IFG = "IFG (discriminator kind not recorded, maybe not the paper's)"
+
+
+def ifg_label_of(r: dict) -> Optional[str]:
+    """The label of the run's IFG values (``results["ifg_discriminator"]``), None when not scored."""
+    if not r["setup"].get("discriminator"):
+        return None
+    return (r.get("ifg_discriminator") or {}).get("label") or UNRECORDED_IFG
+
+
+def _ifg_text(s: dict, label: Optional[str]) -> str:
     """The report's sentence on IFG (it follows the classifier's)."""
     if s.get("discriminator"):
-        return f"; IFG from {s['discriminator']}."
+        return f"; IFG from {s['discriminator']}: **{label}**."
     why = (s.get("ifg") or {}).get("reason")
     return (". **IFG was not scored because there is no discriminator**" + (f" ({why})" if why else "")
             + "; the IFG columns show -.")
@@ -58,6 +70,8 @@ def _scale_text(s: dict) -> str:
 def to_markdown(r: dict) -> str:
     """The report: setup, reconstruction, transfer, attributes, single eye, targets."""
     s = r["setup"]
+    label = ifg_label_of(r)
+    ifg_head = "IFG" if label is None or is_paper_ifg_label(label) else "IFG (not the paper's)"
     subject = f"Model `{s['arch']}`" if s.get("arch") else f"Reference edit maker `{s.get('reference')}`"
     lines = [f"# SynthFaces benchmark: {s['checkpoint'] or s.get('reference')}", "",
              f"{subject} at {s['size']} px"
@@ -66,7 +80,7 @@ def to_markdown(r: dict) -> str:
              f"ids {s['first_id']}..{s['last_id']}, test split). Errors are MSE on [-1, 1]; box errors use the "
              f"metric boxes at {s['size']} px; locality is MSE_irr over the change inside the edited boxes. "
              f"Attribute labels of edits come from the classifier `{s['classifier']}`{classifier_text(s)}"
-             f"{_ifg_text(s)} "
+             f"{_ifg_text(s, label)} "
              f"Strengths: {s.get('strength_mode')}"
              f" ({_scale_text(s)}); boundary recipe: {s.get('recipe', 'release')}.", ""]
     rec = r["reconstruction"]
@@ -79,7 +93,8 @@ def to_markdown(r: dict) -> str:
               "Face k takes the component of face k+1. In-box / out-of-box error: against the ground truth "
               "(target rendered with the reference's component). Attr. agreement: classifier labels of the "
               "component's attributes vs. the ground truth's labels.", "",
-              "| component | method | in-box error | out-of-box error | MSE_irr | locality | attr. agreement | IFG |",
+              "| component | method | in-box error | out-of-box error | MSE_irr | locality | attr. agreement | "
+              f"{ifg_head} |",
               "|---|---|---|---|---|---|---|---|"]
     labels = {"model": "edit", "no_edit": "no edit", "paste": "paste (recon.)", "paste_real": "paste (real)"}
     for comp, row in r["transfer"].items():
@@ -95,7 +110,7 @@ def to_markdown(r: dict) -> str:
               "flipped (no edit: the reconstruction against it); vs. rendered GT: against the edit maker's "
               "rendering of it. Others kept: share of (face, other attribute) labels the edit leaves unchanged.", "",
               "| preset | attribute | components | strength | faces | readable | success | (no edit) | (rendered GT) | "
-              "others kept | error vs. GT | (no edit) | vs. rendered GT | (no edit) | locality | IFG |",
+              f"others kept | error vs. GT | (no edit) | vs. rendered GT | (no edit) | locality | {ifg_head} |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, row in r["attributes"].items():
         if "success" not in row:
@@ -108,7 +123,7 @@ def to_markdown(r: dict) -> str:
                      f"{_fmt(row['locality'], '.3f')} | {_fmt(row['ifg'], '.3f')} |")
     lines += ["", "## Single-eye editing", "", "Faces with both eyes open; only one eye's embedding moves.", "",
               "| attribute | component | strength | faces | readable | success | (rendered GT) | other eye kept | "
-              "others kept | error vs. GT | (no edit) | vs. rendered GT | (no edit) | locality | IFG |",
+              f"others kept | error vs. GT | (no edit) | vs. rendered GT | (no edit) | locality | {ifg_head} |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, row in r["single_eye"].items():
         if "success" not in row:

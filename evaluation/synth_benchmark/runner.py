@@ -18,6 +18,7 @@ from model.boxes import COMPONENTS, component_indices
 from utils.errors import UserError
 from utils.image_io import make_grid, save_image
 
+from ..discriminators import discriminator_kind, ifg_label
 from ..metrics import box_mask, ifg, masked_mse, mse, mse_irr, psnr, ssim
 from .edits import SINGLE_EYE, TRANSFER_COMPONENTS, ModelEdits, ReferenceEdits, _log, held_out_ids, synthfaces_setup
 from .targets import evaluate_targets, locality
@@ -351,6 +352,9 @@ class Benchmark:
 
     def run(self) -> dict:
         t0 = time.time()
+        # What the IFG columns are: in-memory images, so never the paper's IFG (see ifg_label).
+        self.results["ifg_discriminator"] = (None if self.D is None else
+                                             {"kind": discriminator_kind(self.D), "label": ifg_label(self.D)})
         steps = [("reconstruction", self.run_reconstruction), ("component transfer", self.run_transfer),
                  ("attribute manipulation", self.run_attributes), ("single-eye editing", self.run_single_eye)]
         for name, fn in steps:
