@@ -103,7 +103,9 @@ class Benchmark:
     def ifg(self, edited: Tensor, source: Tensor) -> Optional[float]:
         if self.D is None:
             return None
-        return ifg(self.D, edited, source, batch_size=self.batch_size)
+        # the project's D scores each image alone; any other (minibatch stddev, or unknown) one image at a time
+        batch = self.batch_size if discriminator_kind(self.D) == "checkpoint" else 1
+        return ifg(self.D, edited, source, batch_size=batch)
 
     def boundary(self, attribute: str):
         if attribute not in self._boundaries:
