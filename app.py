@@ -40,6 +40,7 @@ from PIL import Image  # noqa: E402
 
 from editing import BoundaryError, Editor, default_label_source  # noqa: E402
 from editing.align import DETECTORS, RECIPES  # noqa: E402
+from editing.editor import PRECISIONS  # noqa: E402
 from editing.session import COMPONENT_CHOICES, EditSession, Face, PhotoGoneError, display_copy  # noqa: E402
 from utils.cli import ArgumentParser, main_guard  # noqa: E402
 from utils.errors import UserError  # noqa: E402
@@ -67,6 +68,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per network call (default: 1 for models up to 128 px, whose small layers "
                         "gain nothing from more on a busy CPU; torch's default for larger ones)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default: bf16 + channels-last where the device computes bf16 natively, else fp32), "
+                        "fp32 (exact) or bf16")
     p.add_argument("--max_file_mb", type=float, default=50,
                    help=f"largest upload in MB (default 50; from {FILE_MB_RANGE[0]:g} to {FILE_MB_RANGE[1]:g})")
     p.add_argument("--idle_minutes", type=float, default=DEFAULT_IDLE_MINUTES,
@@ -99,7 +103,7 @@ def make_session(args) -> EditSession:
         raise UserError("--num_label_faces must be positive")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
-    editor = Editor.from_checkpoint(args.resume, args.device, batch_size=8)
+    editor = Editor.from_checkpoint(args.resume, args.device, batch_size=8, precision=args.precision)
     threads = args.threads or (1 if editor.size <= 128 and editor.device.type == "cpu" else None)
     explicit = args.label_file is not None or args.num_label_faces is not None
     return EditSession(editor, args.boundary_dir,

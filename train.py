@@ -41,7 +41,7 @@ from trainer.base_trainer import DistInfo, run_checkpoints
 from trainer.config import TrainConfig, check_plain_name, load_config, parse_config
 from trainer.iafaces_trainer import IAFacesTrainer
 from utils.cli import ArgumentParser, main_guard
-from utils.device import resolve_device
+from utils.device import process_group_backend, resolve_device
 from utils.errors import CheckpointError, ConfigError, UserError
 
 
@@ -320,15 +320,14 @@ def remove_unused_folders(created: list[Path], log_dir: Path) -> None:
 def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Optional[dict], run_id: str,
            device_type: str, launched: bool, source: str = "project") -> dict:
     """One training process (rank = local_rank for single-machine spawns)."""
+    if device_type == "cuda":  # this process's GPU is the current one (NCCL and CUDA calls without a device use it)
+        torch.cuda.set_device(local_rank)
     if world_size > 1:
         if launched:
             rank = int(os.environ["RANK"])
         else:
             rank = local_rank
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if device_type == "cuda":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        dist.init_process_group(process_group_backend(device_type), rank=rank, world_size=world_size)
         chosen = [run_id]
         dist.broadcast_object_list(chosen, src=0)  # every rank writes into rank 0's run folder
         run_id = chosen[0]

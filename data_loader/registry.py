@@ -171,14 +171,21 @@ def build_dataset(spec: Union[DatasetSpec, Mapping[str, Any]], split: str):
     return DATASETS[kind][1](args, split)
 
 
+def synthfaces_setting(args: SynthFacesArgs, name: str):
+    """One SynthFaces argument as the data set uses it: the config's value, or the data set's
+    default when the config leaves it unset."""
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    import inspect
+    from data_loader.synthfaces import SynthFacesDataset
+    return inspect.signature(SynthFacesDataset).parameters[name].default
+
+
 def dataset_image_size(spec: DatasetSpec) -> Optional[int]:
     """The image size a data set block yields (SynthFaces: its size or the data set's default)."""
     args = spec.args
     if spec.type == "SynthFaces":
-        if args.size is not None:
-            return args.size
-        import inspect
-        from data_loader.synthfaces import SynthFacesDataset
-        return inspect.signature(SynthFacesDataset).parameters["size"].default
+        return synthfaces_setting(args, "size")
     size = getattr(args, "image_size", None)
     return None if size is None else parse_image_size(size)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from data_loader.image_datasets import OUTPUT_NAMES, output_stem
 from model.variants.legacy import is_release_config
+from utils.device import set_threads
 from utils.errors import AlignError, ImageError, UserError
 from utils.image_io import (DEFAULT_RESIZE, RESIZE_METHODS, array_to_tensor, check_resize, make_grid, read_rgb_array,
                             resize_uint8, resolve_inputs, save_image)
@@ -45,8 +46,12 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--grid", action="store_true", help="also write side-by-side sheets DIR/grid_*.png")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="fp32 (default, exact) or bf16 (autocast + channels-last: faster on AVX512-BF16 CPUs and GPUs)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default: bf16 where the device computes it natively, AVX512-BF16/AMX CPUs and GPUs of "
+                        "compute capability 8+, else fp32), fp32 (exact, what the parity tests use) or bf16 "
+                        "(autocast + channels-last)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per "
+                   "core; fewer when another busy program shares the CPU)")
     p.add_argument("--resize", default=DEFAULT_RESIZE, choices=RESIZE_METHODS,
                    help="how inputs of another size are resized: opencv (default, the release's INTER_LINEAR) or "
                         "antialias (PIL bicubic with antialiasing)")
@@ -88,6 +93,7 @@ def output_names(args, editor: Editor, paths: Sequence[Path]) -> list[str]:
 def open_editor(args) -> Editor:
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
+    set_threads(args.threads)
     return Editor.from_checkpoint(args.resume, args.device, args.batch_size, args.precision)
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from model.boxes import ComponentSpec, component_indices
 from model.checkpoint import load_models
-from utils.device import resolve_device
+from utils.device import native_bf16, resolve_device
 from utils.errors import EditingError
 
 if TYPE_CHECKING:
@@ -85,7 +85,17 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where ``device`` computes bf16 natively (:func:`utils.device.native_bf16`),
+    else ``fp32``; ``fp32`` and ``bf16`` as given."""
+    if precision not in PRECISIONS:
+        raise EditingError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 # ------------------------------------------------------------------------------------------- editor
@@ -93,18 +103,17 @@ class Editor:
     """Encoder + generator of one checkpoint, in eval mode, for batched editing without gradients.
 
     ``encode``/``decode`` accept tensors on any device, run in chunks of ``batch_size`` on
-    ``device`` and return float32 CPU tensors. ``precision``: ``fp32`` (default, exact) or ``bf16``
+    ``device`` and return float32 CPU tensors. ``precision``: ``fp32`` (default, exact), ``bf16``
     (autocast and channels-last memory: about 2x faster on CPUs with AVX512-BF16 and on GPUs;
-    outputs differ from fp32 by about 1 % of the image range)."""
+    outputs differ from fp32 by about 1 % of the image range) or ``auto`` (bf16 where the device
+    computes it natively, else fp32; the scripts' and the web page's default)."""
 
     def __init__(self, encoder: torch.nn.Module, generator: torch.nn.Module, device: torch.device,
                  batch_size: int = 8, checkpoint: Optional[str] = None, config: Optional[dict] = None,
                  precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise EditingError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.encoder, self.generator, self.device = encoder.eval(), generator.eval(), torch.device(device)
-        self.precision = precision
-        if precision == "bf16":
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision == "bf16":
             self.encoder.to(memory_format=torch.channels_last)
             self.generator.to(memory_format=torch.channels_last)
         self.batch_size = max(1, int(batch_size))

@@ -41,6 +41,7 @@ from data_loader.synthfaces.dataset import label_matrix, to_tensor
 from data_loader.synthfaces.render import check_size
 from model.checkpoint import atomic_save
 from utils.cli import ArgumentParser, main_guard, progress as progress_bar
+from utils.device import set_threads
 from utils.errors import UserError
 
 FORMAT = "iafaces-attr-classifier/1"
@@ -364,8 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     try:
         check_size(args.size)
     except ValueError as e:

@@ -234,6 +234,80 @@ class _Loader:
         return load_image(real, f.shape[-1], self.resize), f
 
 
+def compare_pairs(pairs, metrics, nets: dict, *, components: Optional[str] = None, batch_size: int = 8,
+                  minmax: bool = True, ssim_variant: str = "pytorch_ssim", weighted: bool = True,
+                  size: Optional[int] = None, resize: str = "opencv", irr_size: Optional[int] = MSE_IRR_SIZE,
+                  attribute: Optional[str] = None, target: bool = True, device=torch.device("cpu"),
+                  notice=lambda m: print(m, file=sys.stderr), desc: str = "comparing") -> tuple[dict, int]:
+    """The metric values of image pairs ``[(stem, real path, fake path)]`` in their order, the
+    release's way (see the module docstring): evaluation batches of ``batch_size`` pairs, each
+    per-batch value weighted by its batch size (``weighted=False``: the plain mean of the
+    per-batch values), FID over every pair. ``nets`` holds what a metric needs: ``lpips`` (the
+    LPIPS network), ``fid`` (an Inception feature extractor), ``ifg`` (a discriminator: the
+    release's scores the files as ``d_score.py``), ``arc_dis`` (an ArcFace embedder),
+    ``attr_acc`` (a classifier, with ``attribute``/``target``). Returns ({metric: value} in the
+    order of ``metrics``, the compared image size)."""
+    if "fid" in metrics and len(pairs) < 2:
+        raise UserError("FID needs at least 2 image pairs")
+    paper_ifg = "ifg" in nets and discriminator_kind(nets["ifg"]) == "release"
+    fid_sets = (FeatureAccumulator(nets["fid"]), FeatureAccumulator(nets["fid"])) if "fid" in metrics else None
+    loader = _Loader(size, notice, resize)
+    sums = {m: 0.0 for m in metrics if m in PIXEL_METRICS}
+    weights = {m: 0.0 for m in sums}
+    img_size = 0
+    bar = progress(len(pairs), desc)
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        loaded = [loader.pair(r, f) for _, r, f in chunk]
+        try:
+            real = torch.stack([a for a, _ in loaded])
+            fake = torch.stack([b for _, b in loaded])
+        except RuntimeError:
+            raise UserError("the --fake images differ in size; pass --size N") from None
+        n, img_size = real.shape[0], real.shape[-1]
+        # The release's d_score.py reads the files itself: the paper's IFG, and MSE_irr of images it resizes.
+        irr_files = "mse_irr" in sums and irr_size is not None and img_size > irr_size
+        rel = None
+        if irr_files or (paper_ifg and "ifg" in sums):
+            rel = release_scores([f for _, _, f in chunk], [r for _, r, _ in chunk],
+                                 nets["ifg"] if paper_ifg else None, components if irr_files else None)
+        for m in sums:
+            if m == "mse":
+                v = METRICS["mse"](real, fake)
+            elif m == "psnr":
+                v = METRICS["psnr"](real, fake, minmax=minmax)
+            elif m == "ssim":
+                v = METRICS["ssim"](real, fake, variant=ssim_variant, minmax=minmax)
+            elif m == "lpips":
+                v = METRICS["lpips"](real, fake, model=nets["lpips"])
+            elif m == "mse_irr":
+                v = rel.mse_irr if irr_files else METRICS["mse_irr"](real, fake, components, size=irr_size)
+            elif m == "ifg" and paper_ifg:
+                v = rel.ifg
+            elif m == "ifg":
+                v = METRICS["ifg"](nets["ifg"], fake, real, batch_size=1)  # one image at a time
+            elif m == "arc_dis":
+                v = METRICS["arc_dis"](nets["arc_dis"], real, fake)
+            else:  # attr_acc, on the edits
+                v = METRICS["attr_acc"](nets["attr_acc"], fake, attribute, target)
+            # The release weights every per-batch value by its batch size (a NaN, e.g. Arc-dis of a
+            # batch without detected faces, is left out).
+            w = float(n) if weighted else 1.0
+            if not math.isnan(v):
+                sums[m] += v * w
+                weights[m] += w
+        if fid_sets is not None:
+            fid_sets[0].add(real.to(device))
+            fid_sets[1].add(fake.to(device))
+        bar.update(n)
+    bar.close()
+
+    results = {m: (sums[m] / weights[m] if weights[m] else float("nan")) for m in sums}
+    if fid_sets is not None:
+        results["fid"] = frechet_distance(*fid_sets[0].statistics(), *fid_sets[1].statistics())
+    return {m: results[m] for m in metrics}, img_size
+
+
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -254,8 +328,7 @@ def main(argv=None) -> int:
     if "lpips" in metrics:
         extra["lpips"] = lpips_model("pretrained", args.lpips_vgg, device)
     if "fid" in metrics:
-        feats = inception_features(args.inception, device=device)
-        extra["fid"] = (FeatureAccumulator(feats), FeatureAccumulator(feats))
+        extra["fid"] = inception_features(args.inception, device=device)
     if "ifg" in metrics:
         if not args.discriminator:
             raise UserError("ifg needs --discriminator PATH: the release's latest.pt (a 256-px rosinality StyleGAN2) "
@@ -283,63 +356,11 @@ def main(argv=None) -> int:
     elif all(_same_file(r, f) for _, r, f in pairs):
         notice(f"notice: every --real image is the same file as its --fake image ({len(pairs)} pairs): every image is "
                "compared with itself (MSE 0, PSNR 100)")
-    if "fid" in metrics and len(pairs) < 2:
-        raise UserError("FID needs at least 2 image pairs")
-    loader = _Loader(args.size, notice, args.resize)
     minmax = not args.no_minmax
-    sums = {m: 0.0 for m in metrics if m in PIXEL_METRICS}
-    weights = {m: 0.0 for m in sums}
-    bar = progress(len(pairs), "comparing")
-    for i in range(0, len(pairs), args.batch_size):
-        chunk = pairs[i:i + args.batch_size]
-        loaded = [loader.pair(r, f) for _, r, f in chunk]
-        try:
-            real = torch.stack([a for a, _ in loaded])
-            fake = torch.stack([b for _, b in loaded])
-        except RuntimeError:
-            raise UserError("the --fake images differ in size; pass --size N") from None
-        n, img_size = real.shape[0], real.shape[-1]
-        # The release's d_score.py reads the files itself: the paper's IFG, and MSE_irr of images it resizes.
-        irr_files = "mse_irr" in sums and irr_size is not None and img_size > irr_size
-        rel = None
-        if irr_files or (paper_ifg and "ifg" in sums):
-            rel = release_scores([f for _, _, f in chunk], [r for _, r, _ in chunk],
-                                 extra["ifg"] if paper_ifg else None, args.components if irr_files else None)
-        for m in sums:
-            if m == "mse":
-                v = METRICS["mse"](real, fake)
-            elif m == "psnr":
-                v = METRICS["psnr"](real, fake, minmax=minmax)
-            elif m == "ssim":
-                v = METRICS["ssim"](real, fake, variant=args.ssim_variant, minmax=minmax)
-            elif m == "lpips":
-                v = METRICS["lpips"](real, fake, model=extra["lpips"])
-            elif m == "mse_irr":
-                v = rel.mse_irr if irr_files else METRICS["mse_irr"](real, fake, args.components, size=irr_size)
-            elif m == "ifg" and paper_ifg:
-                v = rel.ifg
-            elif m == "ifg":
-                v = METRICS["ifg"](extra["ifg"], fake, real, batch_size=1)  # one image at a time
-            elif m == "arc_dis":
-                v = METRICS["arc_dis"](extra["arc_dis"], real, fake)
-            else:  # attr_acc, on the edits
-                v = METRICS["attr_acc"](extra["attr_acc"], fake, args.attribute, bool(args.target))
-            # The release weights every per-batch value by its batch size (a NaN, e.g. Arc-dis of a
-            # batch without detected faces, is left out).
-            w = 1.0 if args.unweighted_batches else float(n)
-            if not math.isnan(v):
-                sums[m] += v * w
-                weights[m] += w
-        if "fid" in extra:
-            extra["fid"][0].add(real.to(device))
-            extra["fid"][1].add(fake.to(device))
-        bar.update(n)
-    bar.close()
-
-    results = {m: (sums[m] / weights[m] if weights[m] else float("nan")) for m in sums}
-    if "fid" in extra:
-        results["fid"] = frechet_distance(*extra["fid"][0].statistics(), *extra["fid"][1].statistics())
-    results = {m: results[m] for m in metrics}
+    results, img_size = compare_pairs(
+        pairs, metrics, extra, components=args.components, batch_size=args.batch_size, minmax=minmax,
+        ssim_variant=args.ssim_variant, weighted=not args.unweighted_batches, size=args.size, resize=args.resize,
+        irr_size=irr_size, attribute=args.attribute, target=bool(args.target), device=device, notice=notice)
     labels = {}
     if "ifg" in metrics:
         labels["ifg"] = ifg_label(extra["ifg"], from_files=paper_ifg)

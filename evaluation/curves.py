@@ -173,6 +173,13 @@ def plot_curves(curves_by_attr: dict[str, list[Curve]], out) -> Path:
     return out
 
 
+def step_strengths(strength: float, steps: int) -> list[float]:
+    """The edit strengths of a curve: ``strength * k / steps`` for k = 1..steps (the last is ``strength``)."""
+    if steps < 1:
+        raise UserError("--steps must be positive")
+    return [strength * k / steps for k in range(1, steps + 1)]
+
+
 def compute_curve(editor, images, boundary, preset, classifier, discriminator=None, steps: int = 10,
                   max_strength: Optional[float] = None) -> tuple[list[int], list[float], list[float]]:
     """A run's curve for ``preset`` (an ``editing.Preset``) on ``images`` [N, 3, S, S]:
@@ -191,8 +198,8 @@ def compute_curve(editor, images, boundary, preset, classifier, discriminator=No
         raise UserError(f"the classifier has no '{preset.attribute}' label (it has {', '.join(classifier.attribute_names)})")
     col = names.index(preset.attribute.lower())
     counts, irr, gaps = [], [], []
-    for k in range(1, steps + 1):
-        s = preset.label_strength(alpha * k / steps)
+    for strength in step_strengths(alpha, steps):
+        s = preset.label_strength(strength)
         edited = editor.decode(content, editor.apply_direction(components, boundary, s, preset.components))
         counts.append(int(torch.as_tensor(classifier.predict(edited)).bool()[:, col].sum()))
         irr.append(float(mse_irr(recon, edited, preset.components)))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data_loader.registry import synthfaces_setting
 from data_loader.synthfaces.dataset import split_ranges, transfer_pairs
 from model.boxes import COMPONENTS, ComponentError, boxes_at, component_box_mask, component_indices
 from utils.config import check_range
@@ -78,8 +79,9 @@ class SwapPairs:
 
     def __init__(self, cfg):
         args = cfg.data_set.args
-        self.seed, self.size, self.n = int(args.seed), int(cfg.model_config().encoder.size), cfg.loss.swap_pairs
-        self.train_ids = split_ranges(args.num_train, args.num_val, args.num_test)["train"]
+        self.seed = int(synthfaces_setting(args, "seed"))
+        self.size, self.n = int(cfg.model_config().encoder.size), cfg.loss.swap_pairs
+        self.train_ids = split_ranges(*(synthfaces_setting(args, k) for k in ("num_train", "num_val", "num_test")))["train"]
         self.run_seed = int(cfg.seed)
         self.choices = list(cfg.loss.swap_components)
         self.take = torch.zeros(len(self.choices), len(COMPONENTS), dtype=torch.bool)  # [choices, 4]

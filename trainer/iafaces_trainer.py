@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import build_networks
 from model.checkpoint import pack_checkpoint
-from utils.device import native_bf16
+from utils.device import ddp_device_args, native_bf16, pin_memory
 from utils.errors import ConfigError
 from utils.image_io import make_grid, save_image
 
@@ -97,14 +97,16 @@ class IAFacesTrainer(BaseTrainer):
             copy_parameters(self.e_ema, self.E)
             copy_parameters(self.g_ema, self.G)
         if dist_info.enabled:
-            ids = [device.index] if device.type == "cuda" else None
             # DDP broadcasts rank 0's parameters when it wraps a module; buffers are not synced in
-            # forward passes (the noise buffers are fixed), so they are broadcast once below.
+            # forward passes (the noise buffers are fixed), so they are broadcast once below. Every
+            # parameter gets a gradient in each step that runs its network (tests/trainer/
+            # test_device_placement.py), so DDP need not search the graph for unused ones.
             no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
                        inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False})
-            self.E_train = DDP(self.E, device_ids=ids, **no_sync)
-            self.G_train = DDP(self.G, device_ids=ids, **no_sync)
-            self.D_train = DDP(self.D, device_ids=ids, **no_sync) if self.D is not None else None
+            ddp = {**ddp_device_args(device), **no_sync, "find_unused_parameters": False}
+            self.E_train = DDP(self.E, **ddp)
+            self.G_train = DDP(self.G, **ddp)
+            self.D_train = DDP(self.D, **ddp) if self.D is not None else None
             # After the broadcast: every rank holds rank 0's networks, EMA copies included.
             broadcast_states(self.networks, buffers_only=True)
             broadcast_states([self.e_ema, self.g_ema], buffers_only=False)
@@ -158,7 +160,7 @@ class IAFacesTrainer(BaseTrainer):
     def epoch_batches(self, epoch: int, start: int):
         dl = self.cfg.data_loader
         return epoch_loader(self.train_set, self.batch_size, self.cfg.seed, epoch, dl.shuffle, self.dist.rank,
-                            self.dist.world_size, start, dl.num_workers, self.device.type == "cuda")
+                            self.dist.world_size, start, dl.num_workers, pin_memory(self.device))
 
     # -- one iteration ----------------------------------------------------------------------
     def autocast(self):

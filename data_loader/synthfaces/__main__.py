@@ -1,6 +1,6 @@
 """Command line of SynthFaces.
 
-    python -m data_loader.synthfaces --out DIR --num N [--size S] [--seed K] [--workers W] [--overwrite]
+    python -m data_loader.synthfaces --out DIR --num N [--start ID] [--size S] [--seed K] [--workers W] [--overwrite]
     python -m data_loader.synthfaces --benchmark [--bench-seconds T]
     python -m data_loader.synthfaces --contact-sheet docs/synthfaces.png
 
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--benchmark", action="store_true", help="print single-core images/s at 64 and 256 px")
     mode.add_argument("--contact-sheet", metavar="PNG", help="write a contact sheet of samples and counterfactuals")
     p.add_argument("--num", type=int, default=1000, help="number of images to export (default 1000)")
+    p.add_argument("--start", type=int, default=0, help="first face id (default 0; a default-config model trained "
+                   "on ids 0-11999, its test faces start at 12500)")
     p.add_argument("--size", type=int, default=256, help="image size, a power of two in 32..1024 (default 256)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="export processes (default 1)")
@@ -50,6 +52,8 @@ def _check_args(a) -> None:
         raise _UsageError(f"--size must be a power of two between 32 and 1024, got {a.size}")
     if a.num <= 0:
         raise _UsageError(f"--num must be positive, got {a.num}")
+    if a.start < 0:
+        raise _UsageError(f"--start must be >= 0, got {a.start}")
     if a.seed < 0:
         raise _UsageError(f"--seed must be non-negative, got {a.seed}")
     if a.workers < 1:
@@ -182,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             contact_sheet(a.contact_sheet, seed=a.seed)
             print(f"wrote {a.contact_sheet}")
         else:
-            export(a.out, a.num, a.size, a.seed, a.workers, overwrite=a.overwrite)
+            export(a.out, a.num, a.size, a.seed, a.workers, overwrite=a.overwrite, start=a.start)
             print(f"wrote {a.num} images of {a.size} px to {a.out}")
     except _UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -24,13 +24,13 @@ class UsageError(UserError):
     """Bad user input (reported by the CLI as one line, exit status 2)."""
 
 
-def export_splits(num: int) -> dict[str, range]:
-    """80/10/10 contiguous split of ids 0..num-1 (val/test get one id each once num >= 3)."""
+def export_splits(num: int, start: int = 0) -> dict[str, range]:
+    """80/10/10 contiguous split of ids start..start+num-1 (val/test get one id each once num >= 3)."""
     n_val = num // 10 if num >= 30 else (1 if num >= 3 else 0)
     n_test = n_val
     n_train = num - n_val - n_test
-    return {"train": range(0, n_train), "val": range(n_train, n_train + n_val),
-            "test": range(n_train + n_val, num)}
+    return {"train": range(start, start + n_train), "val": range(start + n_train, start + n_train + n_val),
+            "test": range(start + n_train + n_val, start + num)}
 
 
 def _prepare_out_dir(out: str, overwrite: bool = False) -> None:
@@ -57,11 +57,12 @@ def _export_one(job):
 
 
 def export(out: str, num: int, size: int, seed: int, workers: int = 1, progress: bool = True,
-           overwrite: bool = False) -> None:
-    """Write ``num`` faces in the CelebA-HQ layout (see module docs of ``data_loader.attributes``)
-    into ``out``, which must be new or empty unless ``overwrite``."""
+           overwrite: bool = False, start: int = 0) -> None:
+    """Write ``num`` faces (ids ``start`` on) in the CelebA-HQ layout (see module docs of
+    ``data_loader.attributes``) into ``out``, which must be new or empty unless ``overwrite``."""
     _prepare_out_dir(out, overwrite)
-    jobs = [(seed, i, size, out) for i in range(num)]
+    ids = range(start, start + num)
+    jobs = [(seed, i, size, out) for i in ids]
     factors, attrs = {}, {}
     bar = tqdm(total=num, desc="synthfaces export", unit="img", disable=not progress)
     if workers > 1:
@@ -75,11 +76,11 @@ def export(out: str, num: int, size: int, seed: int, workers: int = 1, progress:
             factors[idx], attrs[idx] = fd, av
             bar.update(1)
     bar.close()
-    for name, ids in export_splits(num).items():
+    for name, split in export_splits(num, start).items():
         with open(os.path.join(out, f"{name}.txt"), "w") as fh:
-            fh.write("".join(f"{i}\n" for i in ids))
+            fh.write("".join(f"{i}\n" for i in split))
     write_attribute_file(os.path.join(out, "CelebAMask-HQ-attribute-anno.txt"), ATTRIBUTES,
-                         {f"{i}.jpg": attrs[i] for i in range(num)})
+                         {f"{i}.jpg": attrs[i] for i in ids})
     with open(os.path.join(out, "factors.json"), "w") as fh:
         json.dump({"generator": GENERATOR_VERSION, "seed": seed, "size": size,
-                   "factors": {str(i): factors[i] for i in range(num)}}, fh)
+                   "factors": {str(i): factors[i] for i in ids}}, fh)

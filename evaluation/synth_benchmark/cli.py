@@ -14,7 +14,7 @@ from data_loader.synthfaces.dataset import DEFAULT_SPLITS, split_ranges
 from editing import RECIPES, Editor, SynthFacesLabels, default_boundary_dir
 from model.checkpoint import build_models, has_discriminator, read_checkpoint
 from utils.cli import TRUST_CODE_HELP, ArgumentParser, main_guard
-from utils.device import resolve_device
+from utils.device import resolve_device, set_threads
 from utils.errors import UserError
 
 from ..attr_classifier import (MIN_ACCURACY, ClassifierError, check_for_scoring, default_classifier_path,
@@ -119,8 +119,7 @@ def build_parser():
 
 
 def run_from_args(args, log: Callable[[str], None] = _log) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
     for flag in ("eye_strength", "strength_scale"):

@@ -165,3 +165,36 @@ def test_bf16_precision_is_close_to_fp32(tiny_model_config):
     assert not torch.equal(a, b) and (a - b).abs().max() < 0.1
     with pytest.raises(EditingError, match="precision"):
         Editor(E, G, torch.device("cpu"), precision="fp8")
+
+
+def test_auto_precision_follows_the_devices_native_bf16(tiny_model_config, monkeypatch):
+    """``auto`` (the scripts' and the web page's default) is bf16 + channels-last exactly where
+    :func:`utils.device.native_bf16` says the device computes bf16 natively, else fp32."""
+    import editing.editor as ed
+    from model import build_networks
+
+    E, G, _ = build_networks(tiny_model_config("iafaces"), discriminator=False)
+    conv = next(p for p in G.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(ed, "native_bf16", lambda device, n=native: n)
+        editor = ed.Editor(E, G, torch.device("cpu"), precision="auto")
+        assert editor.precision == expected
+        assert conv.is_contiguous(memory_format=torch.channels_last) == (expected == "bf16")
+    monkeypatch.setattr(ed, "native_bf16", lambda device: True)
+    assert ed.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_threads_option_sets_torchs_threads_and_refuses_zero():
+    from utils.device import set_threads
+    from utils.errors import UserError
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(UserError, match="--threads 0"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -145,3 +145,24 @@ def test_swap_components_can_swap_both_eyes_at_once(tmp_path):
     assert tr.train_step(batch)["swap_box_l1"] == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ConfigError, match="unknown component 'ear'.*l_eye"):
         parse_config(swapping(swap_components=["eyes", "ear"]))
+
+
+def test_swap_pairs_take_the_data_sets_defaults_for_unset_args(tmp_path):
+    """A SynthFaces block without ``seed`` or the split sizes trains with swaps (the data set's own
+    defaults, as the data set itself reads them), not a TypeError."""
+    import inspect
+
+    from data_loader.synthfaces import SynthFacesDataset
+    from data_loader.synthfaces.dataset import split_ranges
+    from trainer.counterfactual import SwapPairs
+
+    cfg = swapping()
+    args = cfg["data_set"]["args"]
+    for key in ("seed", "num_train", "num_val", "num_test"):
+        args.pop(key, None)
+    pairs = SwapPairs(parse_config(cfg))
+    defaults = inspect.signature(SynthFacesDataset).parameters
+    assert pairs.seed == defaults["seed"].default
+    assert pairs.train_ids == split_ranges(*(defaults[k].default for k in ("num_train", "num_val", "num_test")))["train"]
+    tgt, ref, truth, take = pairs.batch(0)
+    assert tgt.shape == ref.shape == truth.shape and take.shape[1] == 4
