@@ -69,7 +69,7 @@ def build_parser() -> ArgumentParser:
                    help="CPU threads per network call (default: 1 for models up to 128 px, whose small layers "
                         "gain nothing from more on a busy CPU; torch's default for larger ones)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (default: bf16 + channels-last where the device computes bf16 natively, else fp32), "
+                   help="auto (default: bf16 + channels-last on a CPU that computes bf16 natively, else fp32), "
                         "fp32 (exact) or bf16")
     p.add_argument("--max_file_mb", type=float, default=50,
                    help=f"largest upload in MB (default 50; from {FILE_MB_RANGE[0]:g} to {FILE_MB_RANGE[1]:g})")

@@ -47,9 +47,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--grid", action="store_true", help="also write side-by-side sheets DIR/grid_*.png")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (default: bf16 where the device computes it natively, AVX512-BF16/AMX CPUs and GPUs of "
-                        "compute capability 8+, else fp32), fp32 (exact, what the parity tests use) or bf16 "
-                        "(autocast + channels-last)")
+                   help="auto (default: bf16 on CPUs that compute it natively, AVX512-BF16/AMX; fp32 elsewhere, GPUs "
+                        "included, where one face at a time runs faster in fp32), fp32 (exact, what the parity tests "
+                        "use) or bf16 (autocast + channels-last)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per "
                    "core; fewer when another busy program shares the CPU)")
     p.add_argument("--resize", default=DEFAULT_RESIZE, choices=RESIZE_METHODS,
