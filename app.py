@@ -18,6 +18,8 @@ temporary folder is removed on exit, on Ctrl+C / SIGTERM / SIGHUP and after a fa
 """
 from __future__ import annotations
 
+import utils.omp  # noqa: F401  (first: OpenMP reads its wait policy when torch loads)
+
 import atexit
 import errno
 import math

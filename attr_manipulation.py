@@ -27,6 +27,8 @@ stem is written as the number, as the release's script (``00123.png`` -> ``123.p
 """
 from __future__ import annotations
 
+import utils.omp  # noqa: F401  (first: OpenMP reads its wait policy when torch loads)
+
 import math
 import sys
 from pathlib import Path

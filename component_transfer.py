@@ -18,6 +18,8 @@ target takes the reference's components).
 """
 from __future__ import annotations
 
+import utils.omp  # noqa: F401  (first: OpenMP reads its wait policy when torch loads)
+
 import sys
 from collections import Counter
 

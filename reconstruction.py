@@ -17,6 +17,8 @@ number, as the release's script: FFHQ's ``00123.png`` -> ``123.png``, CelebA-HQ'
 """
 from __future__ import annotations
 
+import utils.omp  # noqa: F401  (first: OpenMP reads its wait policy when torch loads)
+
 import sys
 from itertools import chain
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from model.checkpoint import atomic_save
 from utils.errors import ConfigError, TrainingError
+from utils.pace import PaceWatch
 
 from .config import TrainConfig
 
@@ -185,6 +186,8 @@ class BaseTrainer:
                    desc=self.cfg.exp_id, smoothing=0.05)
         last_logs: dict = {}
         val_logs: dict = {}
+        pace = PaceWatch(hint=("another program may be using the CPU: close it, or train beside it with --threads 1"
+                               if self.device.type == "cpu" else "the host may be busy (data is made on the CPU)"))
         try:
             while self.iteration < total:
                 start = self.iteration - self.epoch * steps
@@ -194,6 +197,9 @@ class BaseTrainer:
                     self.check_losses(logs)
                     last_logs = logs
                     bar.update(1)
+                    notice = pace.step() if self.dist.is_main else None
+                    if notice:
+                        self.logger.info(notice)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in self.progress_keys})
                     if self.writer is not None and (self.iteration % t.log_period == 0 or self.iteration == 1):
                         for k, v in logs.items():
