@@ -8,7 +8,8 @@ it once and decodes it on every slider move: one slider per attribute preset and
 label source (with a component selector), component transfer from a second face, a before/after
 view and the full-size PNG (written when asked for). Boundaries load or fit through
 ``editing.get_boundary``, as in ``attr_manipulation.py``. ``--benchmark N`` measures the time of N
-slider moves instead of serving.
+slider moves instead of serving (without ``--resume``: of the default 64-px model and of a
+released-format 256-px one, both with random weights).
 
 Memory and disk stay bounded: a session's state holds the aligned crop and its encoding; an
 aligned photo (needed to paste the edit back) stays on disk in the face's own folder under the
@@ -90,7 +91,8 @@ def build_parser() -> ArgumentParser:
     b.add_argument("--num_label_faces", type=int, default=None,
                    help="labelled faces used to fit (SynthFaces default 2000; CelebA-HQ default all found)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
-                   help="time N slider moves on a SynthFaces face (no server) and exit")
+                   help="time N slider moves on a SynthFaces face (no server) and exit; without --resume: the default 64-px "
+                        "model and a released-format 256-px one, random weights")
     return p
 
 
@@ -100,12 +102,14 @@ def newest_checkpoint(root: Path = CHECKPOINT_ROOT) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def make_session(args) -> EditSession:
+def make_session(args, editor: Editor | None = None) -> EditSession:
+    """The page's session for ``args.resume`` (or for ``editor``, already built)."""
     if args.num_label_faces is not None and args.num_label_faces < 1:
         raise UserError("--num_label_faces must be positive")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
-    editor = Editor.from_checkpoint(args.resume, args.device, batch_size=8, precision=args.precision)
+    if editor is None:
+        editor = Editor.from_checkpoint(args.resume, args.device, batch_size=8, precision=args.precision)
     threads = args.threads or (1 if editor.size <= 128 and editor.device.type == "cpu" else None)
     explicit = args.label_file is not None or args.num_label_faces is not None
     return EditSession(editor, args.boundary_dir,
@@ -527,6 +531,31 @@ def benchmark(session: EditSession, n: int) -> str:
             f"max {times[-1] * 1000:.0f} ms over {n} moves")
 
 
+#: What ``--benchmark`` without ``--resume`` times (random weights: the time does not depend on them):
+#: the default 64-px model and a released-format 256-px IA-FaceS.
+BENCHMARK_MODELS = (("the default 64-px model (configs/synthfaces.json)", "config", "configs/synthfaces.json"),
+                    ("a released-format 256-px IA-FaceS", "arch", "iafaces_256"))
+
+
+def benchmark_editors(args) -> list[tuple[str, Editor]]:
+    """(label, editor) for each of :data:`BENCHMARK_MODELS`, on ``args.device`` in ``args.precision``."""
+    import torch
+
+    from model import build_model_config, build_networks
+    from trainer.config import load_config
+    from utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    out = []
+    for label, kind, name in BENCHMARK_MODELS:
+        torch.manual_seed(0)
+        cfg = load_config(Path(__file__).resolve().parent / name).model_config() if kind == "config" \
+            else build_model_config(name)
+        E, G, _ = build_networks(cfg, discriminator=False)
+        out.append((label, Editor(E.to(device), G.to(device), device, batch_size=8, precision=args.precision)))
+    return out
+
+
 # ------------------------------------------------------------------------------------------ main
 def check_args(args) -> None:
     """One-line errors for numbers out of range (before anything is loaded)."""
@@ -613,7 +642,7 @@ def environment(**values: str):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
-    if args.resume is None:
+    if args.resume is None and not args.benchmark:
         newest = newest_checkpoint()
         if newest is None:
             raise UserError(f"no --resume given and no checkpoint under {CHECKPOINT_ROOT}/; {TRAIN_HINT}")
@@ -628,6 +657,15 @@ def main(argv=None) -> int:
             except ImportError:
                 raise UserError("the web editor needs Gradio: pip install -r requirements.txt") from None
             check_port(args.host, args.port)  # before the model loads
+        if args.benchmark and args.resume is None:  # no server, no checkpoint: both model sizes, random weights
+            args.boundary_dir = args.boundary_dir or str(root / "boundaries")  # none is read or written
+            import torch
+
+            threads = torch.get_num_threads()
+            for label, editor in benchmark_editors(args):
+                torch.set_num_threads(threads)  # each session sets its own (1 for the 64-px model)
+                print(f"{label}, {editor.precision}: {benchmark(make_session(args, editor), args.benchmark)}")
+            return 0
         session = make_session(args)
         if args.benchmark:
             print(benchmark(session, args.benchmark))

@@ -719,3 +719,21 @@ def test_memory_stays_bounded_over_many_sessions(work, tmp_path):
         (dest / "webapp_memory.json").write_text(json.dumps({k: v for k, v in r.items() if k != "log_tail"}, indent=1))
     assert r["rss"] - r["idle_rss"] < MEMORY_BOUND, "\n".join(lines)
     assert r["left_after_exit"] == [], "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_benchmark_without_a_checkpoint_times_the_64_and_256_px_models(capsys, tmp_path, monkeypatch):
+    """``app.py --benchmark N`` without ``--resume``: one line per model size, each with its
+    per-move median; the 64-px session's one thread does not carry over to the 256-px model."""
+    monkeypatch.chdir(tmp_path)  # no checkpoint under saved/models here: nothing is picked up
+    threads = torch.get_num_threads()
+    try:
+        assert app.main(["--benchmark", "1", "--device", "cpu", "--precision", "fp32"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "per slider move median" in ln]
+    assert len(lines) == 2
+    assert lines[0].startswith("the default 64-px model") and "64-px model on cpu, 1 threads" in lines[0]
+    assert lines[1].startswith("a released-format 256-px IA-FaceS, fp32") and "256-px model on cpu" in lines[1]
+    assert f"{threads} threads" in lines[1]
+    assert not (tmp_path / "saved").exists()

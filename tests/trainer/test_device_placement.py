@@ -312,7 +312,9 @@ def test_training_and_validation_run_on_the_device(tmp_path, lpips_built_once):
     assert {"loss_d", "r1", "loss_g", "lpips", "swap_l1", "swap_box_l1", "box_l1", "val_avg_mse"} <= set(logs)
     assert tr.iteration == 2 and len(list((tmp_path / "device" / "log" / "samples").glob("*.png"))) == 2
     cpu_logs = make_trainer(tmp_path / "cpu", cfg, torch.device("cpu")).train()
-    assert logs == pytest.approx(cpu_logs, rel=1e-5)
+    # Near-zero means (the discriminator's fake score) move by a few 1e-6 when the thread pool's
+    # split of a reduction differs between the two runs (seen after other tests changed threads).
+    assert logs == pytest.approx(cpu_logs, rel=1e-5, abs=2e-5)
     saved, cpu_saved = (torch.load(tmp_path / d / "run" / "latest.pth", weights_only=True) for d in ("device", "cpu"))
     for key in ("e_ema", "g_ema", "discriminator"):
         for name, t in saved[key].items():
