@@ -254,3 +254,13 @@ def face_mask(face) -> np.ndarray:
     full = np.zeros(face.photo.shape[:2], np.float32)
     full[y0:y1, x0:x1] = m
     return full
+
+
+def release_removal(ids, excluded) -> list:
+    """The release's arc_dis.py exclusion loop, run as it is (popping while enumerating, so an id
+    right after a removed one stays): the reference the Arc-dis tests compare with."""
+    ids = list(ids)
+    for i, name in enumerate(ids):
+        if name in excluded:
+            ids.pop(i)
+    return ids

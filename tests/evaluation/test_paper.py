@@ -27,7 +27,7 @@ from evaluation.discriminators import IFG_LABELS, StyleGAN2Discriminator
 from tests.evaluation.test_celebahq_classifier import CONFIGS, d_basic_variables, np_d_basic, write_network_pickle
 from tests.evaluation.test_release_ifg import (BOXES_256, TINY_CHANNELS, release_preprocess, rosinality_forward,
                                               rosinality_state)
-from tests.helpers import REFERENCE, ROOT, one_error_line, save_tiny_checkpoint
+from tests.helpers import REFERENCE, ROOT, one_error_line, release_removal, save_tiny_checkpoint
 
 IDS = [str(10000 + k) for k in range(112)]
 TEST = ["00042.jpg"] + [f"{i}.jpg" for i in IDS[:7]]
@@ -153,14 +153,6 @@ class _StubVerifier:
                 for a, b in pairs]
 
 
-def _release_removal(ids, excluded):
-    """The release's arc_dis.py loop, run as it is (popping while enumerating)."""
-    ids = list(ids)
-    for i, name in enumerate(ids):
-        if name in excluded:
-            ids.pop(i)
-    return ids
-
 
 @pytest.mark.slow
 def test_paper_end_to_end(work, tmp_path, monkeypatch, capsys):
@@ -236,7 +228,7 @@ def test_paper_end_to_end(work, tmp_path, monkeypatch, capsys):
     want = np.mean([_mse_irr(out / "attributes" / "reconstruction" / f"{i}.png", folder / f"{i}.png", ("mouth",))
                     for i in IDS[:100]])
     assert beard["mse_irr"] == pytest.approx(want, rel=1e-6)
-    kept = [i for i in _release_removal(IDS[:100], NOT_DETECTED) if i != UNDETECTED_BY_STUB]
+    kept = [i for i in release_removal(IDS[:100], NOT_DETECTED) if i != UNDETECTED_BY_STUB]
     assert "10004" in kept and "10003" not in kept  # the release's loop keeps an id after a removed one
     want = np.mean([np.abs(_img(out / "attributes" / "reconstruction" / f"{i}.png") - _img(folder / f"{i}.png")).mean()
                     for i in kept])
