@@ -84,9 +84,13 @@ class SwapPairs:
         self.train_ids = split_ranges(*(synthfaces_setting(args, k) for k in ("num_train", "num_val", "num_test")))["train"]
         self.run_seed = int(cfg.seed)
         self.choices = list(cfg.loss.swap_components)
+        self.faces = None  # the training SynthFaces data set, whose render cache holds targets and references
         self.take = torch.zeros(len(self.choices), len(COMPONENTS), dtype=torch.bool)  # [choices, 4]
         for k, spec in enumerate(self.choices):
             self.take[k, list(component_indices(spec))] = True
+
+    def __call__(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.batch(iteration)
 
     def batch(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(targets, references, truths) float32 [n, 3, S, S] and the swapped components, ``take``
@@ -96,7 +100,7 @@ class SwapPairs:
         choice = rng.integers(0, len(self.choices), size=self.n)
         tgt, ref, truth = transfer_pairs(self.seed, [self.train_ids[i] for i in ids[0]],
                                          [self.train_ids[i] for i in ids[1]], [self.choices[c] for c in choice],
-                                         self.size)
+                                         self.size, faces=self.faces)
         return tgt, ref, truth, self.take[torch.from_numpy(choice)]
 
 
@@ -114,6 +118,19 @@ class CounterfactualLoss(IAFacesLoss):
         for i, (x0, y0, x1, y1) in enumerate(boxes_at(size)):
             self.comp_masks[i, :, y0:y1, x0:x1] = 1
         self.swap = SwapPairs(trainer.cfg) if cfg.swap_weight > 0 else None
+        # Rendering the pairs is host work: the training loader's workers make them ahead of the step
+        # (``iteration_data``), and the step takes them here; without workers the step renders them.
+        self.iteration_data = self.swap
+        self._received: tuple = (None, None)
+
+    def receive_iteration_data(self, iteration: int, data) -> None:
+        """The swap pairs of ``iteration``, made by a loader worker (``iteration_data(iteration)``)."""
+        self._received = (iteration, data)
+
+    def swap_batch(self, iteration: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        held, data = self._received
+        self._received = (None, None)
+        return tuple(data) if held == iteration else self.swap.batch(iteration)
 
     def uses_discriminator(self, iteration: int) -> bool:
         return self.cfg.adversarial and iteration >= self.cfg.gan_start
@@ -128,7 +145,7 @@ class CounterfactualLoss(IAFacesLoss):
         """One encoder and one generator pass over the batch and this iteration's swap pairs:
         (reconstruction of x, decoded swapped targets, their rendered counterfactuals, ``take``)."""
         t = self.trainer
-        target, reference, truth, take = (v.to(t.device) for v in self.swap.batch(iteration))
+        target, reference, truth, take = (v.to(t.device, non_blocking=True) for v in self.swap_batch(iteration))
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=t.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])

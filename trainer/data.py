@@ -5,11 +5,11 @@ epoch e are functions of (seed, e, i). Nothing depends on worker count or on the
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 
 from data_loader.augment import augment_decisions, train_augment
 
@@ -93,16 +93,65 @@ class EpochBatchSampler(Sampler):
             yield [(i, self.epoch) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
+class IterationBatches(Sampler):
+    """Keys of whole batches, ``(sample keys, iteration)``, for one epoch from batch ``start`` on;
+    ``set_epoch`` moves it to another epoch, so that one loader (and its workers) serves a whole run."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.steps = EpochBatchSampler.steps_per_epoch(n, batch_size, world_size)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self) -> Iterator[tuple[list, int]]:
+        batches = EpochBatchSampler(self.n, self.batch_size, self.seed, self.epoch, self.shuffle, self.rank,
+                                    self.world_size, self.start)
+        for b, keys in enumerate(batches, start=self.start):
+            yield keys, self.epoch * self.steps + b
+
+
+class TrainingBatches(Dataset):
+    """``ds[(sample keys, iteration)]``: the collated batch of those samples, its ``iteration`` and,
+    with ``extras``, ``extras(iteration)`` (data of the iteration that the loss would otherwise make
+    inside the step, such as SynthFaces' swap pairs). A loader worker thus makes all of an
+    iteration's data while the step before it runs; every item is a function of its key alone."""
+
+    def __init__(self, items: Dataset, extras: Optional[Callable[[int], object]] = None):
+        self.items, self.extras = items, extras
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key) -> dict:
+        keys, iteration = key
+        batch = default_collate([self.items[k] for k in keys])
+        batch["iteration"] = int(iteration)
+        if self.extras is not None:
+            batch["extras"] = self.extras(int(iteration))
+        return batch
+
+
 def _worker_init(_):
     torch.set_num_threads(1)
 
 
-def epoch_loader(dataset: AugmentedDataset, batch_size: int, seed: int, epoch: int, shuffle: bool,
-                 rank: int, world_size: int, start: int, num_workers: int, pin_memory: bool) -> DataLoader:
-    sampler = EpochBatchSampler(len(dataset), batch_size, seed, epoch, shuffle, rank, world_size, start)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      worker_init_fn=_worker_init if num_workers else None,
-                      generator=torch.Generator().manual_seed(seed))
+def training_loader(dataset: AugmentedDataset, batch_size: int, seed: int, shuffle: bool, rank: int,
+                    world_size: int, num_workers: int, pin_memory: bool,
+                    extras: Optional[Callable[[int], object]] = None) -> DataLoader:
+    """One loader for a whole run (its ``sampler`` is an :class:`IterationBatches`; call
+    ``loader.sampler.set_epoch(epoch, start)`` before each epoch). Workers persist across epochs, so
+    a data set's render cache fills once, and they prefetch the next iterations' data."""
+    sampler = IterationBatches(len(dataset), batch_size, seed, shuffle, rank, world_size)
+    return DataLoader(TrainingBatches(dataset, extras), batch_size=None, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None,
+                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def limit(dataset: Dataset, n: int) -> Dataset:

@@ -26,7 +26,7 @@ from utils.image_io import make_grid, save_image
 
 from .base_trainer import BaseTrainer, DistInfo
 from .config import TrainConfig
-from .data import AugmentedDataset, EpochBatchSampler, PlainDataset, epoch_loader, limit
+from .data import AugmentedDataset, EpochBatchSampler, PlainDataset, limit, training_loader
 from .losses import d_logistic_loss, r1_penalty
 from .registry import loss_class, loss_type
 
@@ -142,12 +142,15 @@ class IAFacesTrainer(BaseTrainer):
         except ValueError as e:
             raise ConfigError(f"data_loader: {e}") from None
         self.mask_settings = masks
+        if getattr(self.loss, "swap", None) is not None and hasattr(train_set, "image"):
+            self.loss.swap.faces = train_set  # SynthFaces: swap targets and references from its render cache
         self.train_set = AugmentedDataset(limit(train_set, dl.num_samples), cfg.seed, dl.flip_p, masks.p,
                                           mask_width=masks.width, mask_canvas=masks.canvas)
         self.val_set = PlainDataset(limit(val_set, dl.num_val_samples))
         vn = cfg.trainer.val_noise
         self.val_noise = self.model_config.generator.train_noise if vn == "default" else vn
         self._vis_batch = None
+        self._loader = None  # built on first use: one for the run, its workers kept across epochs
         self._released = None
         if released is not None:
             self._released = (released, finetune)
@@ -158,9 +161,13 @@ class IAFacesTrainer(BaseTrainer):
         return EpochBatchSampler.steps_per_epoch(len(self.train_set), self.batch_size, self.dist.world_size)
 
     def epoch_batches(self, epoch: int, start: int):
-        dl = self.cfg.data_loader
-        return epoch_loader(self.train_set, self.batch_size, self.cfg.seed, epoch, dl.shuffle, self.dist.rank,
-                            self.dist.world_size, start, dl.num_workers, pin_memory(self.device))
+        if self._loader is None:
+            dl = self.cfg.data_loader
+            self._loader = training_loader(self.train_set, self.batch_size, self.cfg.seed, dl.shuffle, self.dist.rank,
+                                           self.dist.world_size, dl.num_workers, pin_memory(self.device),
+                                           extras=getattr(self.loss, "iteration_data", None))
+        self._loader.sampler.set_epoch(epoch, start)
+        return self._loader
 
     # -- one iteration ----------------------------------------------------------------------
     def autocast(self):
@@ -172,6 +179,8 @@ class IAFacesTrainer(BaseTrainer):
     def train_step(self, batch) -> dict:
         x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         mask = batch["mask"].to(self.device, non_blocking=True)
+        if "extras" in batch and batch["iteration"] == self.iteration:
+            self.loss.receive_iteration_data(self.iteration, batch["extras"])
         logs = {}
         use_gan = self.loss.uses_discriminator(self.iteration)
         if use_gan:

@@ -27,15 +27,20 @@ def render_batch(factors: Sequence[Factors], size: int) -> Tensor:
 
 
 def transfer_pairs(seed: int, ids: Sequence[int], ref_ids: Sequence[int], components: Sequence[str],
-                   size: int) -> tuple[Tensor, Tensor, Tensor]:
+                   size: int, faces: Optional["SynthFacesDataset"] = None) -> tuple[Tensor, Tensor, Tensor]:
     """Counterfactual transfer pairs: (targets, references, truths), each float32 [N, 3, S, S];
     truth k is face ``ids[k]`` with the factors of component ``components[k]`` taken from face
-    ``ref_ids[k]`` (data set ``seed``)."""
+    ``ref_ids[k]`` (data set ``seed``). ``faces``, a data set of the same seed and size, supplies
+    the targets and references from its render cache (the same pixels)."""
     from .factors import transfer
     tgt = [sample_factors(seed, int(i)) for i in ids]
     ref = [sample_factors(seed, int(i)) for i in ref_ids]
     truth = [transfer(t, r, c) for t, r, c in zip(tgt, ref, components)]
-    return render_batch(tgt, size), render_batch(ref, size), render_batch(truth, size)
+    if faces is not None and (faces.seed, faces.size) == (int(seed), int(size)):
+        originals = [to_tensor(np.stack([faces.image(int(i)) for i in group])) for group in (ids, ref_ids)]
+    else:
+        originals = [render_batch(tgt, size), render_batch(ref, size)]
+    return originals[0], originals[1], render_batch(truth, size)
 
 
 def label_matrix(factors: Sequence[Factors]) -> np.ndarray:
@@ -94,6 +99,10 @@ class SynthFacesDataset(Dataset):
     def factors(self, i: int) -> Factors:
         """Ground-truth factors of item ``i``."""
         return sample_factors(self.seed, self.face_id(i))
+
+    def image(self, fid: int) -> np.ndarray:
+        """Face ``fid`` (a global id, of any split) as rendered for this data set: uint8 [S, S, 3]."""
+        return self._render(int(fid))[0]
 
     def _render(self, fid: int) -> tuple[np.ndarray, np.ndarray]:
         if fid in self._cache:

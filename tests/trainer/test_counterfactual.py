@@ -166,3 +166,47 @@ def test_swap_pairs_take_the_data_sets_defaults_for_unset_args(tmp_path):
     assert pairs.train_ids == split_ranges(*(defaults[k].default for k in ("num_train", "num_val", "num_test")))["train"]
     tgt, ref, truth, take = pairs.batch(0)
     assert tgt.shape == ref.shape == truth.shape and take.shape[1] == 4
+
+
+def test_loader_workers_render_the_swap_pairs_and_training_is_unchanged(tmp_path):
+    """With ``num_workers`` > 0 the run's loader worker renders each iteration's swap pairs ahead
+    of the step (none is rendered in the training process) and keeps its render cache across
+    epochs; the weights after three steps equal those of a run whose steps render the pairs."""
+    def run(workers: int, folder):
+        cfg = swapping(swap_pairs=2)
+        cfg["data_loader"]["num_workers"] = workers
+        torch.manual_seed(0)
+        tr = tiny_trainer(tmp_path / folder, cfg)
+        loader = tr.epoch_batches(0, 0)
+        batches = iter(loader)
+        rendered = []
+        real = tr.loss.swap.batch
+        tr.loss.swap.batch = lambda it: rendered.append(it) or real(it)  # the training process's renders
+        for it in range(3):
+            tr.iteration = it
+            batch = next(batches)
+            assert batch["iteration"] == it and len(batch["extras"]) == 4
+            tr.train_step(batch)
+        del batches
+        assert tr.epoch_batches(1, 2) is loader and next(iter(loader))["iteration"] == tr.steps_per_epoch() + 2
+        return rendered, [p.detach().clone() for p in (*tr.E.parameters(), *tr.G.parameters())]
+
+    rendered_ahead, ahead = run(1, "workers")
+    assert rendered_ahead == []
+    _, inline = run(0, "inline")
+    assert all(torch.equal(a, b) for a, b in zip(ahead, inline))
+
+
+def test_swap_targets_and_references_come_from_the_training_sets_render_cache(tmp_path):
+    """The trainer hands SwapPairs its SynthFaces training set: targets and references are read
+    from that set's cache (filled by them), with the pixels a fresh render gives."""
+    cfg = swapping(swap_pairs=3)
+    cfg["data_set"]["args"]["cache"] = True
+    tr = tiny_trainer(tmp_path, cfg)
+    faces = tr.loss.swap.faces
+    assert faces is not None and faces.cache and not faces._cache
+    cached = tr.loss.swap.batch(4)
+    assert len(faces._cache) > 0
+    tr.loss.swap.faces = None
+    fresh = tr.loss.swap.batch(4)
+    assert all(torch.equal(a, b) for a, b in zip(cached, fresh))

@@ -496,9 +496,9 @@ def test_pinned_batches_ddp_and_backend_follow_the_device(tmp_path, monkeypatch)
     assert ddp_device_args(torch.device("cpu")) == {"device_ids": None}
     assert process_group_backend("cuda") == "nccl" and process_group_backend("cpu") == "gloo"
 
-    tr = tiny_trainer(tmp_path / "one")
-    assert tr.epoch_batches(0, 0).pin_memory is False
-    tr.device = torch.device("cuda", 0)
+    assert tiny_trainer(tmp_path / "one").epoch_batches(0, 0).pin_memory is False
+    tr = tiny_trainer(tmp_path / "one_cuda")
+    tr.device = torch.device("cuda", 0)  # before the run's loader is built
     assert tr.epoch_batches(0, 0).pin_memory is True
 
     wrapped = []
