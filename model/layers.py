@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import component_modulation_map, fir_kernel, fused_leaky_relu, modulated_conv2d, upfirdn2d
+from .ops import component_modulation, fir_kernel, fused_leaky_relu, modulated_conv2d, upfirdn2d
 
 Entry = tuple  # (official_suffix, own_suffix or None, official_shape or constant tensor)
 
@@ -156,9 +156,10 @@ class ComponentModulation(nn.Module):
         self.fc = nn.ModuleList(EqualLinear(comp_dim, channels, activate=True)
                                 for _ in range(n_components - 1))
 
-    def forward(self, x: Tensor, components: Tensor, owner: Tensor) -> Tensor:
+    def forward(self, x: Tensor, components: Tensor, owner: tuple) -> Tensor:
+        """``owner``: (owner map [H, W], its boxes), see :func:`model.ops.component_modulation`."""
         h = torch.stack([self.fc[max(0, i - 1)](components[:, i]) for i in range(components.shape[1])], 1)
-        return x * component_modulation_map(h, owner)
+        return component_modulation(x, h, *owner)
 
 
 class StyledConv(nn.Module):
@@ -173,7 +174,7 @@ class StyledConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_ch))
 
     def forward(self, x: Tensor, style: Tensor, components: Tensor, noise: Tensor,
-                owner: Optional[Tensor] = None) -> Tensor:
+                owner: Optional[tuple] = None) -> Tensor:
         if self.cam is not None:
             x = self.cam(x, components, owner)
         x = self.conv(x, style)

@@ -117,9 +117,11 @@ class Generator(nn.Module):
             res = 2 ** ((j + 2 * (s0.bit_length() - 1) + 1) // 2)
             self.noises.register_buffer(f"noise_{j}", torch.randn(1, 1, res, res))
         # CAM: for each synthesis conv, a map of which component owns each input pixel.
+        self.cam_boxes = []  # per conv: the boxes its owner map was drawn from
         if cfg.cam:
             for j, (in_res, box_fs) in enumerate(self.cam_geometry()):
                 self.register_buffer(f"cam_owner_{j}", self._owner_map(in_res, box_fs), persistent=False)
+                self.cam_boxes.append(tuple(boxes_at(box_fs)))
 
     def cam_geometry(self) -> list[tuple[int, int]]:
         """(input resolution, box grid size) of conv1 and every entry of ``convs``."""
@@ -166,7 +168,7 @@ class Generator(nn.Module):
             noise = self.noise_list(B, noise_mode, content)
         elif len(noise) != cfg.num_noises:
             raise ValueError(f"noise must be a list of {cfg.num_noises} tensors, got {len(noise)}")
-        owner = (lambda j: getattr(self, f"cam_owner_{j}")) if cfg.cam else (lambda j: None)
+        owner = (lambda j: (getattr(self, f"cam_owner_{j}"), self.cam_boxes[j])) if cfg.cam else (lambda j: None)
         x = self.conv1(content, style, components, noise[0], owner(0))
         x = self.edit_features(x, components)
         skip = self.to_rgb1(x, style)

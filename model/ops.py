@@ -57,13 +57,17 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodu
     x: [B, I, H, W]; weight: [O, I, K, K], already scaled by the equalized-lr constant;
     styles: [B, I] per-sample input scales, or None for an unmodulated (shared) weight.
     Modulating the weight per sample equals scaling the input channels before one shared
-    convolution; demodulation is a per-(sample, output channel) factor applied afterwards.
+    convolution; demodulation is a per-(sample, output channel) factor applied afterwards (of the
+    weight itself when it is shared).
     ``upsample``: transposed conv with stride 2, then ``blur_kernel`` (already x4) with pad (1,1)
     for K=3 (general: ``p = 4 - 2 - (K - 1)``, pads ``((p + 1) // 2 + 1, p // 2 + 1)``).
     Output: [B, O, H', W'] with H' = H (plain) or 2H (upsample).
     """
     if styles is not None:
         x = x * styles[:, :, None, None].to(x.dtype)
+    elif demodulate:  # a shared weight: its demodulation is a per-output-channel factor of the weight
+        weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
+        demodulate = False
     if upsample:
         out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
         k = blur_kernel.shape[0]
@@ -73,11 +77,21 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodu
         out = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
     if demodulate:
         wsq = weight.square().sum(dim=(2, 3))  # [O, I]
-        if styles is None:
-            demod = torch.rsqrt(wsq.sum(dim=1) + 1e-8).view(1, -1, 1, 1)
-        else:
-            demod = torch.rsqrt(styles.square().to(wsq.dtype) @ wsq.t() + 1e-8)[:, :, None, None]
+        demod = torch.rsqrt(styles.square().to(wsq.dtype) @ wsq.t() + 1e-8)[:, :, None, None]
         out = out * demod.to(out.dtype)
+    return out
+
+
+def component_modulation(x: Tensor, h: Tensor, owner: Tensor, boxes) -> Tensor:
+    """``x * component_modulation_map(h, owner)`` (the same values), computed inside the boxes only:
+    outside them the multiplier is 1, and the boxes cover a small part of the image.
+    x: [B, C, H, W]; h: [B, N, C]; ``boxes``: per component, ``(x0, y0, x1, y1)`` holding every
+    pixel that ``owner`` gives it (the boxes the owner map was drawn from)."""
+    out = x.to(torch.promote_types(x.dtype, h.dtype), copy=True)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        if y1 > y0 and x1 > x0:
+            m = torch.where(owner[y0:y1, x0:x1] == i, h[:, i, :, None, None], 1.0)  # [B, C, h, w]
+            out[:, :, y0:y1, x0:x1].mul_(m)  # pixels another component owns are multiplied by 1
     return out
 
 

@@ -72,3 +72,33 @@ def test_gradients_of_ops():
     assert torch.autograd.gradcheck(lambda a, b, c: modulated_conv2d(a, b, c, True, True, blur), (x, w, s))
     assert torch.autograd.gradcheck(lambda a: upfirdn2d(a, fir_kernel(), up=2, down=1, pad=(2, 1)), (x,))
 
+
+
+@pytest.mark.parametrize("res,box_fs", [(8, 8), (32, 32), (64, 32), (256, 128)])
+def test_component_modulation_in_the_boxes_equals_the_full_map(res, box_fs):
+    """The region-wise CAM (only the boxes' rectangles are touched) gives exactly the values and
+    gradients of multiplying by the whole-image map, for the aligned and the released placement
+    (boxes of half the input size) and where boxes overlap (a later component wins)."""
+    from model.networks import Generator
+    from model.boxes import boxes_at
+    from model.ops import component_modulation, component_modulation_map
+
+    owner = Generator._owner_map(res, box_fs)
+    regions = boxes_at(box_fs)
+    assert sum((y1 - y0) * (x1 - x0) for x0, y0, x1, y1 in regions) < owner.numel()
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, res, res, requires_grad=True)
+    h = torch.randn(2, 4, 5, requires_grad=True)
+    g = torch.randn(2, 5, res, res)
+    want = x * component_modulation_map(h, owner)
+    got = component_modulation(x, h, owner, regions)
+    assert torch.equal(got, want)
+    gx, gh = torch.autograd.grad((want * g).sum(), (x, h))
+    gx2, gh2 = torch.autograd.grad((got * g).sum(), (x, h))
+    assert torch.equal(gx2, gx) and torch.allclose(gh2, gh, atol=1e-5)
+    # Overlapping boxes: the later component owns the shared pixels, and each pixel is scaled once.
+    ov = torch.full((6, 6), 4, dtype=torch.long)
+    ov[0:4, 0:4] = 0
+    ov[2:6, 2:6] = 1
+    got = component_modulation(x[:, :, :6, :6], h, ov, [(0, 0, 4, 4), (2, 2, 6, 6), (0, 0, 0, 0), (0, 0, 0, 0)])
+    assert torch.equal(got, x[:, :, :6, :6] * component_modulation_map(h, ov))
