@@ -59,7 +59,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--iters", type=int, help="stop after this many iterations in total")
     p.add_argument("--save_dir", help="root folder for models/ and log/ (default: config trainer.save_dir)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's, one per core; beside "
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's, one per core, falling to one while another program holds a core; beside "
                    "another busy program, --threads 1 on 2 cores keeps more of the solo speed)")
     p.add_argument("--seed", type=int, help="random seed (default: config seed)")
     p.add_argument("--run_id", help="run folder name, a plain name (default: start time MMDD_HHMMSS, with _2, _3, "
@@ -351,6 +351,7 @@ def worker(local_rank: int, world_size: int, args, cfg: TrainConfig, payload: Op
                              finetune=args.finetune)
     if args.resume:
         trainer.resumed_from = Path(args.resume)
+    trainer.adapt_threads = device_type == "cpu" and world_size == 1 and args.threads is None
     try:
         result = trainer.train()
     finally:

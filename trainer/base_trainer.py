@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from model.checkpoint import atomic_save
 from utils.errors import ConfigError, TrainingError
-from utils.pace import PaceWatch
+from utils.pace import PaceWatch, ThreadGovernor
 
 from .config import TrainConfig
 
@@ -124,6 +124,8 @@ class BaseTrainer:
         self._resume_payload = resume
         #: The checkpoint this run continues (train.py sets it): the last finite one until this run saves.
         self.resumed_from: Optional[Path] = None
+        #: Drop to one CPU thread while another program holds a core (train.py: no --threads, one process).
+        self.adapt_threads = False
 
     # -- hooks ------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -186,8 +188,7 @@ class BaseTrainer:
                    desc=self.cfg.exp_id, smoothing=0.05)
         last_logs: dict = {}
         val_logs: dict = {}
-        pace = PaceWatch(hint=("another program may be using the CPU: close it, or train beside it with --threads 1"
-                               if self.device.type == "cpu" else "the host may be busy (data is made on the CPU)"))
+        pace = self.pace_watch()
         try:
             while self.iteration < total:
                 start = self.iteration - self.epoch * steps
@@ -231,6 +232,16 @@ class BaseTrainer:
         return {**last_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
 
     progress_keys = ("loss_g", "loss_d", "l1")
+
+    def pace_watch(self) -> PaceWatch:
+        """Watches the iterations' pace; on a CPU, when ``adapt_threads`` (train.py: no ``--threads``
+        given, one process), drops to one thread while another program holds a core."""
+        if self.device.type != "cpu":
+            return PaceWatch(hint="the host may be busy (data is made on the CPU)")
+        if self.adapt_threads and torch.get_num_threads() > 1:
+            return ThreadGovernor(torch.get_num_threads(), torch.set_num_threads,
+                                  hint="another program may be using the CPU")
+        return PaceWatch(hint="another program may be using the CPU: close it, or train beside it with --threads 1")
 
     def learning_rates(self) -> dict:
         return {}

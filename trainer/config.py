@@ -164,22 +164,28 @@ class TrainerConfig:
 
 
 #: Learning-rate schedulers a config may list -> their arguments (all required).
-SCHEDULER_ARGS = {"ExponentialLR": ("gamma",)}
+SCHEDULER_ARGS = {"ExponentialLR": ("gamma",), "LinearDecay": ("start",)}
 SCHEDULERS = tuple(SCHEDULER_ARGS)
 
 
 def check_scheduler(key: str, spec: "Spec") -> None:
     """ConfigError unless ``spec`` is a known scheduler with exactly its arguments, each in range:
-    ExponentialLR's ``gamma`` (the factor on the learning rate after every epoch) in (0, 1]."""
+    ExponentialLR's ``gamma`` (the factor on the learning rate after every epoch) in (0, 1];
+    LinearDecay's ``start`` (the fraction of the run's iterations after which the rate falls
+    linearly, to 0 after the last iteration; the project's, not the release's) in [0, 1]."""
     if spec.type not in SCHEDULER_ARGS:
         raise ConfigError(f"{key}.type {shown(spec.type)} unknown; valid: {', '.join(SCHEDULERS)}")
     valid = SCHEDULER_ARGS[spec.type]
     reject_unknown(spec.args, valid, f"{key}.args ({spec.type})")
     missing = [k for k in valid if k not in spec.args]
     if missing:
+        example = {"ExponentialLR": '"gamma": 0.99', "LinearDecay": '"start": 0.5'}[spec.type]
         raise ConfigError(f"{key}.args lacks {', '.join(missing)}; {spec.type} takes {', '.join(valid)} "
-                          "(e.g. \"gamma\": 0.99)")
-    check_range(f"{key}.args.gamma", spec.args["gamma"], 0.0, 1.0, lo_open=True)
+                          f"(e.g. {example})")
+    if spec.type == "ExponentialLR":
+        check_range(f"{key}.args.gamma", spec.args["gamma"], 0.0, 1.0, lo_open=True)
+    else:
+        check_range(f"{key}.args.start", spec.args["start"], 0.0, 1.0)
 
 
 @dataclass

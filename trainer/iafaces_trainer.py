@@ -60,6 +60,15 @@ def validation_noise(generator: nn.Module, indices, seed: int, device, dtype=tor
 
 
 @torch.no_grad()
+def linear_decay(iteration: int, total: int, start: float) -> float:
+    """Learning-rate factor of LinearDecay at 0-based ``iteration`` of ``total``: 1 up to
+    ``start * total``, then falling linearly to reach 0 after the last iteration."""
+    begin = start * total
+    if iteration < begin or total <= begin:
+        return 1.0
+    return max(0.0, (total - iteration) / (total - begin))
+
+
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
     """``target = decay * target + (1 - decay) * source`` over parameters (buffers untouched)."""
     for pt, ps in zip(target.parameters(), source.parameters()):
@@ -120,10 +129,15 @@ class IAFacesTrainer(BaseTrainer):
             ratio = L.d_reg_every / (L.d_reg_every + 1)
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=O.optimizer_D.lr * ratio,
                                           betas=(O.optimizer_D.beta1 ** ratio, 0.99 ** ratio))
-        self.schedulers = {}
+        self.schedulers = {}  # ExponentialLR, stepped after each epoch
+        self.lr_decay_start = {}  # LinearDecay: a function of the iteration, set before each step
         if cfg.trainer.lr_schedulers == "apply":
             for name, spec, opt in (("G", cfg.lr_scheduler_G, self.opt_G), ("D", cfg.lr_scheduler_D, self.opt_D)):
-                if spec is not None and opt is not None:  # arguments checked with the config
+                if spec is None or opt is None:  # arguments checked with the config
+                    continue
+                if spec.type == "LinearDecay":
+                    self.lr_decay_start[name] = spec.args["start"]
+                else:
                     self.schedulers[name] = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=spec.args["gamma"])
         self.ema_decay = 0.5 ** (32 / (cfg.trainer.ema_half_life_kimg * 1000))
         self.noise_mode = self.model_config.generator.train_noise
@@ -182,6 +196,8 @@ class IAFacesTrainer(BaseTrainer):
         if "extras" in batch and batch["iteration"] == self.iteration:
             self.loss.receive_iteration_data(self.iteration, batch["extras"])
         logs = {}
+        if self.lr_decay_start:
+            self._decay_learning_rates()
         use_gan = self.loss.uses_discriminator(self.iteration)
         if use_gan:
             self._d_step(x, mask, logs)
@@ -202,6 +218,21 @@ class IAFacesTrainer(BaseTrainer):
             n = self.cfg.trainer.vis_img_num
             self._vis_batch = (x[:n].detach().cpu(), mask[:n].detach().cpu())
         return logs
+
+    def base_learning_rate(self, name: str) -> float:
+        """The config's rate of optimizer ``name`` ("G" or "D"; D's scaled for lazy R1 as the release)."""
+        if name == "G":
+            return self.cfg.optimizer_G.lr
+        L = self.cfg.loss
+        return self.cfg.optimizer_D.lr * L.d_reg_every / (L.d_reg_every + 1)
+
+    def _decay_learning_rates(self) -> None:
+        total = self.total_iterations()
+        for name, start in self.lr_decay_start.items():
+            opt = self.opt_G if name == "G" else self.opt_D
+            lr = self.base_learning_rate(name) * linear_decay(self.iteration, total, start)
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def _d_step(self, x, mask, logs) -> None:
         L = self.cfg.loss
@@ -370,6 +401,8 @@ class IAFacesTrainer(BaseTrainer):
                 continue
             oc = getattr(self.cfg, key)
             base, beta1 = oc.lr * scale, oc.beta1 ** scale
+            if name in self.lr_decay_start:
+                continue  # set from the iteration before every step
             sched = self.schedulers.get(name)
             spec = getattr(self.cfg, f"lr_scheduler_{name}")
             gamma = spec.args["gamma"] if sched is not None else None

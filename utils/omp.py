@@ -1,4 +1,4 @@
-"""OpenMP threads that sleep when they wait. Import this module before ``torch``.
+"""OpenMP threads that spin only briefly when they wait. Import this module before ``torch``.
 
 torch's CPU kernels run on OpenMP (GNU libgomp) threads, which by default spin for a while at the
 end of each parallel region waiting for work. When another busy program shares the cores, a
@@ -13,4 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+SPIN_COUNT = "30000"
+
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT

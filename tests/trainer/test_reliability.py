@@ -241,6 +241,43 @@ def test_an_unchanged_config_changes_nothing_on_resume(tmp_path):
     assert tr.opt_G.param_groups[0]["lr"] == groups[0]["lr"]
 
 
+def _rates(tr, batch, steps: int) -> list:
+    out = []
+    for _ in range(steps):
+        tr.train_step(batch)
+        out.append(tr.opt_G.param_groups[0]["lr"])
+        tr.iteration += 1
+    return out
+
+
+def test_linear_decay_sets_each_steps_rate_from_the_iteration_and_resumes_without_notices(tmp_path, capsys):
+    cfg = tiny_config(lr_scheduler_G={"type": "LinearDecay", "args": {"start": 0.5}}, trainer={"iters": 6})
+    a = tiny_trainer(tmp_path / "a", cfg)
+    assert a.total_iterations() == 6 and a.schedulers == {}
+    batch = next(iter(a.epoch_batches(0, 0)))
+    rates = _rates(a, batch, 6)
+    assert rates == pytest.approx([0.002, 0.002, 0.002, 0.002, 0.002 * 2 / 3, 0.002 / 3])
+    b = tiny_trainer(tmp_path / "b", cfg)
+    assert _rates(b, batch, 3) == rates[:3]
+    state = b.state_dict()
+    c = tiny_trainer(tmp_path / "c", cfg)
+    capsys.readouterr()
+    c.load_state_dict(state)
+    assert c.iteration == 3 and "notice" not in capsys.readouterr().err
+    assert _rates(c, batch, 3) == pytest.approx(rates[3:])
+
+
+@pytest.mark.parametrize("args,words", [
+    ({"start": 1.5}, ["lr_scheduler_G.args.start", ">= 0 and <= 1", "1.5"]),
+    ({}, ["lr_scheduler_G.args lacks start", '"start": 0.5']),
+    ({"start": 0.5, "gamma": 0.9}, ["unknown key 'gamma'", "valid keys: start"]),
+])
+def test_linear_decay_arguments_are_checked_with_the_config(tmp_path, capsys, args, words):
+    cfg = write_config(tmp_path / "c.json", tiny_config(lr_scheduler_G={"type": "LinearDecay", "args": args}))
+    assert run_train(["-c", str(cfg), "--iters", "1", "--save_dir", "s"] + CPU, tmp_path) == 2
+    one_error_line(capsys, *words)
+
+
 # -------------------------------------------------------------------------------- bounded config values
 @pytest.mark.parametrize("blocks,words", [
     ({"encoder": {"args": {"comp_dim": 1000000000}}}, ["encoder.comp_dim", "<= 4096"]),

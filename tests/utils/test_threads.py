@@ -1,5 +1,6 @@
-"""Threads on a shared CPU: OpenMP's passive wait policy is set before torch loads in every entry
-point, --threads is honoured by training, and a slowed training run prints one notice."""
+"""Threads on a shared CPU: OpenMP's bounded spin is set before torch loads in every entry point,
+--threads is honoured by training, a slowed training run prints one notice, and without --threads
+training drops to one thread while another program holds a core."""
 from __future__ import annotations
 
 import ast
@@ -9,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from utils.pace import PaceWatch
+from utils.pace import PaceWatch, ThreadGovernor
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ["train.py", "app.py", "attr_manipulation.py", "component_transfer.py", "reconstruction.py",
@@ -33,13 +35,15 @@ def test_each_entry_point_sets_the_wait_policy_before_anything_imports_torch(nam
     assert _first_import(ROOT / name) == "utils.omp"
 
 
-def test_the_wait_policy_is_passive_unless_the_user_chose_one():
-    code = "import os, sys; import utils.omp; import torch; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def test_openmp_spins_briefly_unless_the_user_chose_a_wait_policy_or_spin_count():
+    code = ("import os, sys; import utils.omp; import torch; "
+            "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     run = lambda e: subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=e, capture_output=True, text=True,
                                    check=True).stdout.strip()
-    assert run(env) == "PASSIVE"
-    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    assert run(env) == "- 30000"
+    assert run({**env, "OMP_WAIT_POLICY": "PASSIVE"}) == "PASSIVE -"
+    assert run({**env, "GOMP_SPINCOUNT": "INFINITY"}) == "- INFINITY"
 
 
 class FakeClock:
@@ -77,6 +81,34 @@ def test_pace_watch_notices_a_lasting_slowdown_once_and_ignores_single_slow_step
     assert _run(watch2, clock2, [0.5] * 30 + [0.75] * 50) == []
 
 
+def test_thread_governor_drops_to_one_thread_under_contention_and_returns_when_the_cpu_is_free():
+    clock, calls = FakeClock(), []
+    gov = ThreadGovernor(2, calls.append, window=10, factor=1.6, probe_every=3, hint="busy", clock=clock)
+    assert _run(gov, clock, [0.3] * 41) == [] and calls == [] and gov.threads == 2  # the first call starts the clock
+    # A busy program arrives: 2 threads take 1.2 s per iteration -> one thread.
+    notices = _run(gov, clock, [1.2] * 10)
+    assert calls == [1] and gov.threads == 1
+    assert len(notices) == 1 and "4.0x" in notices[0] and "busy" in notices[0] and "every 30 iterations" in notices[0]
+    # At one thread 0.7 s; the probe at 2 threads (third window) is slower (1.2 s): back to one, silently.
+    assert _run(gov, clock, [0.7] * 30) == [] and calls == [1, 2]
+    assert _run(gov, clock, [1.2] * 10) == [] and calls == [1, 2, 1] and gov.threads == 1
+    # The busy program ends: one thread runs at 0.5 s, the next probe at 2 threads at 0.3 s: kept.
+    assert _run(gov, clock, [0.5] * 30) == [] and calls == [1, 2, 1, 2]
+    notices = _run(gov, clock, [0.3] * 10)
+    assert calls == [1, 2, 1, 2] and gov.threads == 2
+    assert len(notices) == 1 and notices[0].startswith("notice: back to 2 threads")
+    assert _run(gov, clock, [0.3] * 50) == [] and gov.threads == 2
+
+
+def test_training_adapts_its_threads_only_when_the_user_did_not_choose_them(tmp_path):
+    from tests.helpers import tiny_trainer
+
+    tr = tiny_trainer(tmp_path)
+    assert type(tr.pace_watch()) is PaceWatch  # off unless train.py turns it on
+    tr.adapt_threads = True
+    assert isinstance(tr.pace_watch(), ThreadGovernor) == (torch.get_num_threads() > 1)
+
+
 @pytest.mark.slow
 def test_training_takes_the_threads_option(tmp_path):
     from tests.helpers import tiny_config, write_config
@@ -84,14 +116,14 @@ def test_training_takes_the_threads_option(tmp_path):
     cfg = write_config(tmp_path / "c.json", tiny_config())
     code = ("import sys, torch, train; import trainer.base_trainer as b\n"
             "orig = b.BaseTrainer.train\n"
-            "def spy(self):\n    print('threads', torch.get_num_threads()); return orig(self)\n"
+            "def spy(self):\n    print('threads', torch.get_num_threads(), 'adapt', self.adapt_threads); return orig(self)\n"
             "b.BaseTrainer.train = spy\n"
             "sys.exit(train.main(sys.argv[1:]))")
     out = subprocess.run([sys.executable, "-c", code, "-c", str(cfg), "--iters", "1", "--threads", "1",
                           "--save_dir", str(tmp_path / "s"), "--device", "cpu"], cwd=ROOT, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "threads 1" in out.stdout
+    assert "threads 1 adapt False" in out.stdout
     bad = subprocess.run([sys.executable, "train.py", "-c", str(cfg), "--threads", "0", "--save_dir",
                           str(tmp_path / "t")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
