@@ -21,6 +21,15 @@ from tests.helpers import ROOT, SIZE, editing_work, one_error_line, read_image, 
 N_LABEL = 300  # SynthFaces label faces used to fit boundaries in these tests
 
 
+@pytest.fixture(autouse=True)
+def float32_scripts(monkeypatch):
+    """The scripts' ``--precision auto`` as on a CPU without native bf16: these tests compare their
+    outputs with the float32 API (bf16 has its own tests)."""
+    import editing.editor
+
+    monkeypatch.setattr(editing.editor, "native_bf16", lambda device: False)
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A tiny SynthFaces-marked checkpoint and a folder of input faces (one 48 px, one grayscale)."""
