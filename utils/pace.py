@@ -43,23 +43,36 @@ class PaceWatch:
 
 
 class ThreadGovernor(PaceWatch):
-    """:class:`PaceWatch` that also acts: when the windows at ``threads`` threads turn ``factor``
-    times slower than their fastest (another program holds a core, and each parallel region waits
-    for a descheduled thread), it calls ``set_threads(1)``; every ``probe_every`` windows at one
-    thread it tries ``threads`` again for one window and keeps whichever ran faster. :meth:`step`
-    returns a one-line notice at each change of the thread count, else None."""
+    """:class:`PaceWatch` that also acts. Another program holding a core makes each parallel region
+    wait for a descheduled thread, and one thread is then faster than ``threads``. The governor
+    probes: now and then it runs ``probe_window`` iterations at the other thread count and keeps
+    whichever count ran faster (by the median); after a probe that changes nothing the wait before the next one doubles (from 1 window
+    up to ``max_gap``), after a change it starts again at 1. A window at ``threads`` threads that is
+    ``factor`` times slower than their fastest switches to one thread at once. :meth:`step` returns
+    a one-line notice at each change of the thread count, else None."""
 
     def __init__(self, threads: int, set_threads: Callable[[int], None], window: int = 20, factor: float = 1.6,
-                 probe_every: int = 5, hint: str = "", clock: Callable[[], float] = time.perf_counter):
+                 max_gap: int = 32, probe_window: int = 5, hint: str = "",
+                 clock: Callable[[], float] = time.perf_counter):
         super().__init__(window=window, factor=factor, hint=hint, clock=clock)
-        self.full, self.set_threads, self.probe_every = threads, set_threads, probe_every
+        self.full, self.set_threads, self.max_gap, self.probe_window = threads, set_threads, max_gap, probe_window
         self.threads = threads
-        self._windows_at_one = 0
-        self._one_median: Optional[float] = None
+        self._gap = 1  # windows to run at the current count before the next probe
+        self._since_probe = 0
+        self._before: Optional[float] = None  # during a probe: the last median at the other count
 
     def _use(self, n: int) -> None:
         self.threads = n
         self.set_threads(n)
+
+    def _switched(self, median: float, other: float) -> str:
+        self._gap, self._since_probe = 1, 0
+        if self.threads == self.full:
+            return (f"notice: back to {self.full} threads ({median:.2f} s per iteration against {other:.2f} s "
+                    "with one): the CPU is free again")
+        return (f"notice: one thread runs faster than {self.full} ({median:.2f} s per iteration against "
+                f"{other:.2f} s){': ' + self.hint if self.hint else ''}; training goes on with one thread "
+                f"and tries {self.full} again now and then")
 
     def step(self) -> Optional[str]:
         now = self.clock()
@@ -67,30 +80,26 @@ class ThreadGovernor(PaceWatch):
         if last is None:
             return None
         self._durations.append(now - last)
-        if len(self._durations) < self.window:
+        if len(self._durations) < (self.window if self._before is None else self.probe_window):
             return None
         median, self._durations = statistics.median(self._durations), []
-        if self.threads == self.full:
-            if self._one_median is not None:  # a probe window: keep it only if it beat one thread
-                one, self._one_median = self._one_median, None
-                if median >= one:
-                    self._use(1)
-                    return None
-                return (f"notice: back to {self.full} threads ({median:.2f} s per iteration against {one:.2f} s "
-                        "with one): the CPU is free again")
-            if self.best is None or median < self.best:
-                self.best = median
-                return None
-            if median < self.factor * self.best:
-                return None
+        if self.threads == self.full and (self.best is None or median < self.best):
+            self.best = median
+        if self._before is not None:  # a probe window: keep the probed count only if it ran faster
+            before, self._before = self._before, None
+            if median < before:
+                return self._switched(median, before)
+            self._use(1 if self.threads == self.full else self.full)
+            self._gap, self._since_probe = min(2 * self._gap, self.max_gap), 0
+            return None
+        if self.threads == self.full and median >= self.factor * self.best:
             self._use(1)
-            self._windows_at_one = 0
+            self._gap, self._since_probe = 1, 0
             return (f"notice: iterations take {median / self.best:.1f}x as long as this run's fastest "
                     f"({median:.2f} s against {self.best:.2f} s each){': ' + self.hint if self.hint else ''}; "
-                    f"training goes on with one thread and tries {self.full} again every "
-                    f"{self.window * self.probe_every} iterations")
-        self._windows_at_one += 1
-        if self._windows_at_one % self.probe_every == 0:
-            self._one_median = median
-            self._use(self.full)
+                    f"training goes on with one thread and tries {self.full} again now and then")
+        self._since_probe += 1
+        if self._since_probe >= self._gap:
+            self._before = median
+            self._use(1 if self.threads == self.full else self.full)
         return None

@@ -81,23 +81,49 @@ def test_pace_watch_notices_a_lasting_slowdown_once_and_ignores_single_slow_step
     assert _run(watch2, clock2, [0.5] * 30 + [0.75] * 50) == []
 
 
+def _simulate(gov: ThreadGovernor, clock: FakeClock, iterations: int, seconds: dict) -> list:
+    """Runs ``iterations`` iterations, each taking ``seconds[threads in use]``; returns the notices."""
+    notices = []
+    for _ in range(iterations):
+        clock.t += seconds[gov.threads]
+        notice = gov.step()
+        if notice:
+            notices.append(notice)
+    return notices
+
+
+QUIET, BUSY = {2: 0.3, 1: 0.45}, {2: 1.2, 1: 0.6}
+
+
 def test_thread_governor_drops_to_one_thread_under_contention_and_returns_when_the_cpu_is_free():
     clock, calls = FakeClock(), []
-    gov = ThreadGovernor(2, calls.append, window=10, factor=1.6, probe_every=3, hint="busy", clock=clock)
-    assert _run(gov, clock, [0.3] * 41) == [] and calls == [] and gov.threads == 2  # the first call starts the clock
-    # A busy program arrives: 2 threads take 1.2 s per iteration -> one thread.
-    notices = _run(gov, clock, [1.2] * 10)
+    gov = ThreadGovernor(2, calls.append, window=10, factor=1.6, max_gap=4, probe_window=3, hint="busy", clock=clock)
+    # Quiet: probes at one thread lose, and come ever more rarely (after 1, 2, 4, 4, ... windows).
+    assert _simulate(gov, clock, 200, QUIET) == [] and gov.threads == 2
+    assert calls == [1, 2] * 5
+    # A busy program arrives: the next window at 2 threads is much slower than the fastest -> one
+    # thread at once.
+    calls.clear()
+    notices = _simulate(gov, clock, 10, BUSY)
     assert calls == [1] and gov.threads == 1
-    assert len(notices) == 1 and "4.0x" in notices[0] and "busy" in notices[0] and "every 30 iterations" in notices[0]
-    # At one thread 0.7 s; the probe at 2 threads (third window) is slower (1.2 s): back to one, silently.
-    assert _run(gov, clock, [0.7] * 30) == [] and calls == [1, 2]
-    assert _run(gov, clock, [1.2] * 10) == [] and calls == [1, 2, 1] and gov.threads == 1
-    # The busy program ends: one thread runs at 0.5 s, the next probe at 2 threads at 0.3 s: kept.
-    assert _run(gov, clock, [0.5] * 30) == [] and calls == [1, 2, 1, 2]
-    notices = _run(gov, clock, [0.3] * 10)
-    assert calls == [1, 2, 1, 2] and gov.threads == 2
-    assert len(notices) == 1 and notices[0].startswith("notice: back to 2 threads")
-    assert _run(gov, clock, [0.3] * 50) == [] and gov.threads == 2
+    assert len(notices) == 1 and "as long as this run's fastest" in notices[0] and "busy" in notices[0]
+    # While it runs, probes at 2 threads lose (silently) and training stays at one thread.
+    assert _simulate(gov, clock, 200, BUSY) == [] and gov.threads == 1
+    assert 1 <= calls.count(2) <= 7
+    # It ends: within a probe gap and a window the 2 threads are back, with a notice.
+    notices = _simulate(gov, clock, 50, QUIET)
+    assert gov.threads == 2 and len(notices) == 1 and notices[0].startswith("notice: back to 2 threads")
+
+
+def test_thread_governor_finds_one_thread_faster_when_the_cpu_is_busy_from_the_start():
+    """No window is slower than the run's fastest then, so only the probe can tell."""
+    clock, calls = FakeClock(), []
+    gov = ThreadGovernor(2, calls.append, window=10, max_gap=4, probe_window=3, hint="busy", clock=clock)
+    notices = _simulate(gov, clock, 21, BUSY)
+    assert calls == [1] and gov.threads == 1
+    assert len(notices) == 1 and notices[0].startswith("notice: one thread runs faster than 2 (0.60 s")
+    assert "busy" in notices[0]
+    assert _simulate(gov, clock, 100, BUSY) == [] and gov.threads == 1
 
 
 def test_training_adapts_its_threads_only_when_the_user_did_not_choose_them(tmp_path):
