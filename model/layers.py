@@ -142,7 +142,7 @@ class NoiseInjection(nn.Module):
         self.strength = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor, noise: Tensor) -> Tensor:
-        return x + self.strength * noise
+        return x + (self.strength * noise).to(x.dtype)
 
 
 class ComponentModulation(nn.Module):

@@ -46,8 +46,30 @@ def fused_leaky_relu(x: Tensor, bias: Optional[Tensor] = None, negative_slope: f
                      scale: float = SQRT2) -> Tensor:
     """``leaky_relu(x + bias, 0.2) * sqrt(2)``; ``bias`` [C] is added along dim 1."""
     if bias is not None:
-        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
     return F.leaky_relu(x, negative_slope) * scale
+
+
+def conv_transpose2d_stride2(x: Tensor, weight: Tensor) -> Tensor:
+    """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` as four convolutions, one per
+    output phase (row and column parity), each with the taps of the kernel that reach it. The same
+    multiply-adds; oneDNN's bf16 transposed convolution is 2-2.5x slower than these (in float32 they
+    are within 5 % either way, and float32 keeps conv_transpose2d).
+    x: [B, I, H, W]; weight: [O, I, K, K] -> [B, O, 2H + K - 2, 2W + K - 2]."""
+    O, _, K, _ = weight.shape
+    if K < 2:
+        return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    B, _, H, W = x.shape
+    phases = {(p, q): F.conv2d(x, k, padding=(k.shape[2] - 1, k.shape[3] - 1))
+              for p in range(2) for q in range(2)
+              for k in [weight[:, :, p::2, q::2].flip(2, 3)]}  # taps p, p + 2, ... reversed: a correlation
+    first = phases[0, 0]
+    fmt = torch.channels_last if not first.is_contiguous() and \
+        first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty(B, O, 2 * H + K - 2, 2 * W + K - 2, dtype=first.dtype, device=x.device, memory_format=fmt)
+    for (p, q), phase in phases.items():
+        out[:, :, p::2, q::2] = phase
+    return out
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodulate: bool = True,
@@ -58,18 +80,27 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodu
     styles: [B, I] per-sample input scales, or None for an unmodulated (shared) weight.
     Modulating the weight per sample equals scaling the input channels before one shared
     convolution; demodulation is a per-(sample, output channel) factor applied afterwards (of the
-    weight itself when it is shared).
+    weight itself when it is shared). A batch of one sample modulates and demodulates the weight
+    instead (the same values; two passes over the activations fewer).
     ``upsample``: transposed conv with stride 2, then ``blur_kernel`` (already x4) with pad (1,1)
     for K=3 (general: ``p = 4 - 2 - (K - 1)``, pads ``((p + 1) // 2 + 1, p // 2 + 1)``).
     Output: [B, O, H', W'] with H' = H (plain) or 2H (upsample).
     """
+    if styles is not None and x.shape[0] == 1:  # one sample: scale the weight, not the activations
+        weight = weight * styles.to(weight.dtype).view(1, -1, 1, 1)
+        if demodulate:
+            weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
+        styles, demodulate = None, False
     if styles is not None:
         x = x * styles[:, :, None, None].to(x.dtype)
     elif demodulate:  # a shared weight: its demodulation is a per-output-channel factor of the weight
         weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
         demodulate = False
     if upsample:
-        out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
+        if x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(x.device.type):
+            out = conv_transpose2d_stride2(x, weight)  # oneDNN's reduced-precision one is slow
+        else:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
         k = blur_kernel.shape[0]
         p = (k - 2) - (weight.shape[-1] - 1)
         out = upfirdn2d(out, blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1))

@@ -6,7 +6,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from model.ops import fir_kernel, modulated_conv2d, upfirdn2d
+from model.ops import conv_transpose2d_stride2, fir_kernel, modulated_conv2d, upfirdn2d
 
 
 def _naive_upfirdn2d(x, k, up, down, pad):
@@ -51,16 +51,55 @@ def _per_sample_modconv(x, weight, styles, demodulate, upsample, blur):
 @pytest.mark.parametrize("upsample", [False, True])
 @pytest.mark.parametrize("demodulate", [False, True])
 @pytest.mark.parametrize("modulated", [False, True])
-def test_batched_modulated_conv_equals_per_sample(upsample, demodulate, modulated):
+@pytest.mark.parametrize("batch", [3, 1], ids=["batch", "one sample"])  # one sample modulates the weight
+def test_batched_modulated_conv_equals_per_sample(upsample, demodulate, modulated, batch):
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(batch, 5, 6, 6, generator=g, dtype=torch.float64)
     w = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64) / 3
-    s = torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.5 if modulated else None
+    s = torch.rand(batch, 5, generator=g, dtype=torch.float64) + 0.5 if modulated else None
     blur = fir_kernel(gain=4.0)
     ours = modulated_conv2d(x, w, s, demodulate, upsample, blur)
     ref = _per_sample_modconv(x, w, s, demodulate, upsample, blur)
-    assert ours.shape == ref.shape == (3, 4, 12 if upsample else 6, 12 if upsample else 6)
+    assert ours.shape == ref.shape == (batch, 4, 12 if upsample else 6, 12 if upsample else 6)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_conv_by_phases_equals_conv_transpose2d(k, channels_last):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 6, 7, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 5, k, k, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    w.requires_grad_()
+    ours, ref = conv_transpose2d_stride2(x, w), F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+    assert ours.shape == ref.shape == (2, 4, 12 + k - 2, 14 + k - 2)
+    if k > 1:  # (k = 1 is conv_transpose2d itself)
+        assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((ours * up).sum(), (x, w)), torch.autograd.grad((ref * up).sum(), (x, w))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_styled_conv_keeps_bf16_activations_under_autocast():
+    """Noise and bias are added in the activations' dtype: under bf16 autocast the elementwise
+    passes after a convolution stay bf16 (half the memory traffic), in float32 nothing changes."""
+    from model.layers import StyledConv
+
+    torch.manual_seed(0)
+    layer = StyledConv(8, 8, 3, style_dim=4)
+    with torch.no_grad():
+        layer.noise.strength.fill_(0.3)
+        layer.bias.normal_()
+    x, style, noise = torch.randn(2, 8, 6, 6), torch.randn(2, 4), torch.randn(1, 1, 6, 6)
+    full = layer(x, style, None, noise)
+    with torch.autocast("cpu", torch.bfloat16):
+        half = layer(x, style, None, noise)
+    assert full.dtype == torch.float32 and half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
 
 
 def test_gradients_of_ops():
