@@ -50,6 +50,13 @@ def fused_leaky_relu(x: Tensor, bias: Optional[Tensor] = None, negative_slope: f
     return F.leaky_relu(x, negative_slope) * scale
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know: it cannot be on there
+        return False
+
+
 def conv_transpose2d_stride2(x: Tensor, weight: Tensor) -> Tensor:
     """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` as four convolutions, one per
     output phase (row and column parity), each with the taps of the kernel that reach it. The same
@@ -97,7 +104,7 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodu
         weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
         demodulate = False
     if upsample:
-        if x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(x.device.type):
+        if x.dtype in (torch.bfloat16, torch.float16) or _autocast_on(x.device.type):
             out = conv_transpose2d_stride2(x, weight)  # oneDNN's reduced-precision one is slow
         else:
             out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
