@@ -95,12 +95,10 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Optional[Tensor], demodu
     """
     if styles is not None and x.shape[0] == 1:  # one sample: scale the weight, not the activations
         weight = weight * styles.to(weight.dtype).view(1, -1, 1, 1)
-        if demodulate:
-            weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
-        styles, demodulate = None, False
+        styles = None
     if styles is not None:
         x = x * styles[:, :, None, None].to(x.dtype)
-    elif demodulate:  # a shared weight: its demodulation is a per-output-channel factor of the weight
+    elif demodulate:  # one weight for the batch: its demodulation is a per-output-channel factor of it
         weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
         demodulate = False
     if upsample:

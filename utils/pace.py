@@ -21,15 +21,24 @@ class PaceWatch:
         self.best: Optional[float] = None
         self._noticed_at: Optional[float] = None
 
-    def step(self) -> Optional[str]:
+    def _window_median(self, length: int) -> Optional[float]:
+        """Records the time since the last call; the median of the last ``length`` durations once
+        that many are in (and starts a new window), else None."""
         now = self.clock()
         last, self._last = self._last, now
         if last is None:
             return None
         self._durations.append(now - last)
-        if len(self._durations) < self.window:
+        if len(self._durations) < length:
             return None
         median, self._durations = statistics.median(self._durations), []
+        return median
+
+    def step(self) -> Optional[str]:
+        median = self._window_median(self.window)
+        if median is None:
+            return None
+        now = self._last
         if self.best is None or median < self.best:
             self.best = median
             return None
@@ -46,10 +55,11 @@ class ThreadGovernor(PaceWatch):
     """:class:`PaceWatch` that also acts. Another program holding a core makes each parallel region
     wait for a descheduled thread, and one thread is then faster than ``threads``. The governor
     probes: now and then it runs ``probe_window`` iterations at the other thread count and keeps
-    whichever count ran faster (by the median); after a probe that changes nothing the wait before the next one doubles (from 1 window
-    up to ``max_gap``), after a change it starts again at 1. A window at ``threads`` threads that is
-    ``factor`` times slower than their fastest switches to one thread at once. :meth:`step` returns
-    a one-line notice at each change of the thread count, else None."""
+    whichever count ran faster (by the median); after a probe that changes nothing the wait before
+    the next one doubles (from 1 window up to ``max_gap``), after a change it starts again at 1. A
+    window at ``threads`` threads that is ``factor`` times slower than their fastest switches to one
+    thread at once. :meth:`step` returns a one-line notice at each change of the thread count, else
+    None."""
 
     def __init__(self, threads: int, set_threads: Callable[[int], None], window: int = 20, factor: float = 1.6,
                  max_gap: int = 32, probe_window: int = 5, hint: str = "",
@@ -65,41 +75,41 @@ class ThreadGovernor(PaceWatch):
         self.threads = n
         self.set_threads(n)
 
+    def _use_the_other(self) -> None:
+        self._use(1 if self.threads == self.full else self.full)
+
+    def _went_to_one(self, why: str) -> str:
+        return (f"notice: {why}{': ' + self.hint if self.hint else ''}; training goes on with one thread and "
+                f"tries {self.full} again now and then")
+
     def _switched(self, median: float, other: float) -> str:
         self._gap, self._since_probe = 1, 0
         if self.threads == self.full:
             return (f"notice: back to {self.full} threads ({median:.2f} s per iteration against {other:.2f} s "
                     "with one): the CPU is free again")
-        return (f"notice: one thread runs faster than {self.full} ({median:.2f} s per iteration against "
-                f"{other:.2f} s){': ' + self.hint if self.hint else ''}; training goes on with one thread "
-                f"and tries {self.full} again now and then")
+        return self._went_to_one(f"one thread runs faster than {self.full} ({median:.2f} s per iteration "
+                                 f"against {other:.2f} s)")
 
     def step(self) -> Optional[str]:
-        now = self.clock()
-        last, self._last = self._last, now
-        if last is None:
+        median = self._window_median(self.window if self._before is None else self.probe_window)
+        if median is None:
             return None
-        self._durations.append(now - last)
-        if len(self._durations) < (self.window if self._before is None else self.probe_window):
-            return None
-        median, self._durations = statistics.median(self._durations), []
         if self.threads == self.full and (self.best is None or median < self.best):
             self.best = median
         if self._before is not None:  # a probe window: keep the probed count only if it ran faster
             before, self._before = self._before, None
             if median < before:
                 return self._switched(median, before)
-            self._use(1 if self.threads == self.full else self.full)
+            self._use_the_other()
             self._gap, self._since_probe = min(2 * self._gap, self.max_gap), 0
             return None
         if self.threads == self.full and median >= self.factor * self.best:
             self._use(1)
             self._gap, self._since_probe = 1, 0
-            return (f"notice: iterations take {median / self.best:.1f}x as long as this run's fastest "
-                    f"({median:.2f} s against {self.best:.2f} s each){': ' + self.hint if self.hint else ''}; "
-                    f"training goes on with one thread and tries {self.full} again now and then")
+            return self._went_to_one(f"iterations take {median / self.best:.1f}x as long as this run's fastest "
+                                     f"({median:.2f} s against {self.best:.2f} s each)")
         self._since_probe += 1
         if self._since_probe >= self._gap:
             self._before = median
-            self._use(1 if self.threads == self.full else self.full)
+            self._use_the_other()
         return None
