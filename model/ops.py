@@ -33,12 +33,14 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(B, C, H * up, W * up)
     p0, p1 = pad
+    k = torch.flip(kernel, (0, 1)).to(dtype=x.dtype, device=x.device)
+    weight = k[None, None].expand(C, 1, *k.shape)
+    if p0 == p1 >= 0:  # the convolution pads: the same values as padding first, without the copy
+        return F.conv2d(x, weight, stride=down, padding=p0, groups=C)
     x = F.pad(x, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
     if p0 < 0 or p1 < 0:
         h, w = x.shape[-2:]
         x = x[:, :, max(-p0, 0): h - max(-p1, 0), max(-p0, 0): w - max(-p1, 0)]
-    k = torch.flip(kernel, (0, 1)).to(dtype=x.dtype, device=x.device)
-    weight = k[None, None].expand(C, 1, *k.shape)
     return F.conv2d(x, weight, stride=down, groups=C)
 
 

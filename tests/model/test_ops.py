@@ -23,7 +23,7 @@ def _naive_upfirdn2d(x, k, up, down, pad):
     return out[:, :, ::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 2)), (2, 1, (2, 1)), (1, 2, (2, 2)), (2, 2, (-1, 1))])
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 2)), (1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (2, 2)), (2, 2, (-1, 1))])
 def test_upfirdn2d_matches_definition(up, down, pad):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 7, 7, generator=g, dtype=torch.float64)
