@@ -149,10 +149,14 @@ class CounterfactualLoss(IAFacesLoss):
         n, m = x.shape[0], target.shape[0]
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=t.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
-        content, components = t.E_train(images, masks)
+        if getattr(t.E, "selective", False):  # skip what is discarded: the references' content and the
+            # embeddings the pairs do not take (the same values and gradients, a quarter of the encoder less)
+            needed = torch.cat([take.new_ones(n, take.shape[1]), ~take, take])
+            content, components = t.E_train(images, masks, content_rows=n + m, needed=needed)
+        else:
+            content, components = t.E_train(images, masks)
         swapped = torch.where(take[..., None], components[n + m:], components[n:n + m])  # take: [m, 4]
-        out = t.G_train(torch.cat([content[:n], content[n:n + m]]), torch.cat([components[:n], swapped]),
-                        noise_mode=t.noise_mode).float()
+        out = t.G_train(content[:n + m], torch.cat([components[:n], swapped]), noise_mode=t.noise_mode).float()
         return out[:n], out[n:], truth, take
 
     def extra_terms(self, loss: Tensor, x: Tensor, out: dict, logs: dict) -> Tensor:

@@ -118,13 +118,24 @@ class BoxEncoder(Encoder):
         if cfg.uses_rings:
             check_rings(self.image_boxes, cfg.size, cfg.ring_fit, cfg.ring_exclusive)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    #: ``forward`` takes ``content_rows`` and ``needed`` (the counterfactual loss skips what it discards).
+    selective = True
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None, content_rows: Optional[int] = None,
+                needed: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """x [B, 3, S, S] -> (content [B or content_rows, ...], components [B, 4, D]).
+        ``content_rows``: the content of the first ``content_rows`` images only. ``needed`` [B, 4]
+        bool (crops only): the component embeddings to compute; the others are zeros without a
+        gradient. What is computed equals the full forward's values."""
         check_image(x, self.cfg.size)
+        k = x.shape[0] if content_rows is None else content_rows
         xm = x if mask is None else x * mask
         rings = self.ring_colours(xm) if self.cfg.uses_rings else None
-        content_in = xm if self.cfg.content_input == "image" else self.content_view(xm, rings)
+        content_in = xm[:k]
+        if self.cfg.content_input != "image":
+            content_in = self.content_view(content_in, None if rings is None else [r[:k] for r in rings])
         if self.crop_nets is not None:
-            return self.content_head(self.trunk(content_in)), self.crop_components(xm, rings)
+            return self.content_head(self.trunk(content_in)), self.crop_components(xm, rings, needed)
         feat = self.trunk(xm)
         content = self.content_head(self.trunk(content_in))
         if self.component_head is not None:
@@ -149,18 +160,28 @@ class BoxEncoder(Encoder):
             x[:, :, y0:y1, x0:x1] = 0 if self.cfg.content_input == "outside_components" else rings[i]
         return x
 
-    def crop_components(self, x: Tensor, rings: list[Tensor]) -> Tensor:
+    def crop_components(self, x: Tensor, rings: list[Tensor], needed: Optional[Tensor] = None) -> Tensor:
         """Components [B, 4, D] from each component's own image box, relative to its ring colour
-        and resized to ``crop_size`` (bilinear)."""
-        cs = self.cfg.crop_size
-        components = []
+        and resized to ``crop_size`` (bilinear); ``needed`` [B, 4] bool: only those (zeros elsewhere).
+        Crops that share a network (the two eyes) go through it as one batch."""
+        cs, B = self.cfg.crop_size, x.shape[0]
+        crops, rows = [], []
         for i, (x0, y0, x1, y1) in enumerate(self.image_boxes):
             crop = x[:, :, y0:y1, x0:x1] - rings[i]
+            r = None if needed is None or bool(needed[:, i].all()) else needed[:, i].nonzero().squeeze(1)
+            if r is not None:
+                crop = crop.index_select(0, r)
             if self._own_pixels is not None:
                 crop = crop * self._own_pixels[i].to(crop)
-            crop = F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False)
-            components.append(self.crop_nets[max(0, i - 1)](crop))
-        return torch.stack(components, dim=1)
+            crops.append(F.interpolate(crop, size=(cs, cs), mode="bilinear", align_corners=False))
+            rows.append(r)
+        embeddings: list[Optional[Tensor]] = [None] * len(crops)
+        for j, net in enumerate(self.crop_nets):
+            mine = [i for i in range(len(crops)) if max(0, i - 1) == j]
+            out = net(torch.cat([crops[i] for i in mine]) if len(mine) > 1 else crops[mine[0]])
+            for i, emb in zip(mine, out.split([crops[i].shape[0] for i in mine])):
+                embeddings[i] = emb if rows[i] is None else emb.new_zeros(B, emb.shape[1]).index_copy(0, rows[i], emb)
+        return torch.stack(embeddings, dim=1)
 
     def official_entries(self) -> Iterator:
         raise ValueError("the box encoder has no counterpart in the official release")

@@ -68,6 +68,27 @@ def test_crop_components_see_only_their_own_box(tiny_model_config):
         list(E.official_entries())
 
 
+def test_selective_forward_computes_only_what_is_asked(tiny_model_config):
+    """``content_rows`` and ``needed``: the content of the first rows and the asked-for embeddings
+    equal the full forward's; the others are zeros that take no gradient."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config("iafaces_cam", types=BOX, encoder={"crop_size": 8, "crop_channels": 8,
+                                                               "content_input": "fill_components",
+                                                               "component_input": "crops"})
+    E = BoxEncoder(cfg.encoder)
+    assert E.selective
+    x = (torch.rand(5, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    needed = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    content, comps = E(x)
+    c_sel, k_sel = E(x, content_rows=2, needed=needed)
+    assert c_sel.shape == (2, *content.shape[1:])
+    torch.testing.assert_close(c_sel, content[:2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(k_sel[needed], comps[needed], rtol=1e-5, atol=1e-6)
+    assert k_sel[~needed].abs().max() == 0
+    (grad,) = torch.autograd.grad((k_sel * torch.randn_like(k_sel)).sum() + c_sel.sum(), x)  # layer-normed: not .sum()
+    assert grad[3].abs().max() == 0 and grad[2].abs().max() > 0  # image 3: nothing asked of it
+
+
 def test_ring_plane_follows_a_lighting_gradient(tiny_model_config):
     """ring_fit: plane: the plane through a box's ring reproduces a linear ramp inside the box
     exactly (the ring mean does not), so a ramp added to the face leaves the crop embeddings

@@ -95,6 +95,37 @@ def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactu
     assert logs["swap_l1"] > 0 and math.isfinite(logs["loss_g"])
     assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"], rel=1e-5)
 
+def test_the_encoder_skips_what_the_swap_pairs_discard(tmp_path, monkeypatch):
+    """The box encoder leaves out the references' content and the embeddings no pair takes: the
+    same loss and, up to float rounding, the same gradients as encoding everything."""
+    torch.manual_seed(0)
+    tr = tiny_trainer(tmp_path, swapping(swap_pairs=3, swap_components=["l_eye", "nose", "eyes"]))
+    batch = next(iter(tr.epoch_batches(0, 0)))
+    calls, forward = [], type(tr.E).forward
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tr.E), "forward", spy)
+    results = []
+    for selective in (False, True):
+        tr.E.selective = selective
+        torch.manual_seed(1)  # the same noise draws
+        tr.E.zero_grad(set_to_none=True)
+        tr.G.zero_grad(set_to_none=True)
+        loss, _ = tr.loss.generator_loss(batch["image"], batch["mask"], 7)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in tr.E.parameters()]))
+    n = batch["image"].shape[0]
+    assert calls[0] == {} and calls[1]["content_rows"] == n + 3 and calls[1]["needed"].shape == (n + 6, 4)
+    assert calls[1]["needed"][:n].all() and (calls[1]["needed"][n:n + 3] ^ calls[1]["needed"][n + 3:]).all()
+    (full, g_full), (sel, g_sel) = results
+    assert torch.equal(full, sel)
+    for a, b in zip(g_full, g_sel):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
 def test_swap_box_loss_is_the_swap_error_inside_the_swapped_box(tmp_path):
     """loss.swap_box_weight: the mean L1 over each pair's swapped box only; needs the swap pairs."""
     from model.boxes import boxes_at
