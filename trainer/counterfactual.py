@@ -150,7 +150,7 @@ class CounterfactualLoss(IAFacesLoss):
         images = torch.cat([x, target.to(x.dtype), reference.to(x.dtype)]).contiguous(memory_format=t.memory_format)
         masks = torch.cat([mask, mask.new_ones(2 * m, *mask.shape[1:])])
         if getattr(t.E, "selective", False):  # skip what is discarded: the references' content and the
-            # embeddings the pairs do not take (the same values and gradients, a quarter of the encoder less)
+            # embeddings the pairs do not take (the same values, gradients up to rounding, a quarter of the encoder less)
             needed = torch.cat([take.new_ones(n, take.shape[1]), ~take, take])
             content, components = t.E_train(images, masks, content_rows=n + m, needed=needed)
         else:

@@ -497,7 +497,7 @@ def stop(proc, sig, limit_s: float = 60) -> int:
 
 
 @pytest.mark.slow
-def test_temp_folders_are_removed_on_exit(work, big_photo, tmp_path, sig=signal.SIGTERM):
+def test_temp_folders_are_removed_on_exit(work, big_photo, tmp_path):
     """``python app.py`` in a fresh temporary folder (TMPDIR): after an aligned upload and a
     full-size PNG its ``iafaces_app_*`` folder holds the photo, Gradio's cache and the result;
     after SIGTERM the temporary folder is empty again (Ctrl+C: the memory test below ends with it)."""
@@ -518,7 +518,7 @@ def test_temp_folders_are_removed_on_exit(work, big_photo, tmp_path, sig=signal.
         roots = [p for p in tmpdir.iterdir() if p.name.startswith(app.TEMP_PREFIX)]
         assert len(roots) == 1 and any((roots[0] / "faces").rglob("photo*")) and any((roots[0] / "gradio").iterdir())
     finally:
-        code = stop(proc, sig)
+        code = stop(proc, signal.SIGTERM)
     assert code in (0, 130), log.read_text()[-2000:]
     assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
     left = sorted(p.name for p in tmpdir.iterdir() if not p.name.startswith("torchinductor_"))  # torch's own cache

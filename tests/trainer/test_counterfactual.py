@@ -95,6 +95,7 @@ def test_swap_pairs_supervise_a_swapped_embedding_with_the_rendered_counterfactu
     assert logs["swap_l1"] > 0 and math.isfinite(logs["loss_g"])
     assert logs["loss_g"] == pytest.approx(logs["l1"] + logs["swap_l1"], rel=1e-5)
 
+
 def test_the_encoder_skips_what_the_swap_pairs_discard(tmp_path, monkeypatch):
     """The box encoder leaves out the references' content and the embeddings no pair takes: the
     same loss and, up to float rounding, the same gradients as encoding everything."""
